@@ -1,0 +1,42 @@
+# Two entry points (README): `make reproduce` (main job) and `make test` (whole test suite).
+# Both create or reuse the virtual environment .venv; nothing is installed outside it.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch is installed first, on its own, so that no later requirement pulls another build.
+# CPU machines elsewhere: TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu make test
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX_URL ?=
+PROFILE ?= quick
+PYTEST_ARGS ?=
+
+.PHONY: env reproduce test notebooks lint clean-env
+
+env: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -c "import torch" 2>/dev/null || \
+	  $(BIN)/python -m pip install -q $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (refseg)" >/dev/null
+	touch $@
+
+## Re-execute the notebooks with papermill in the $(PROFILE) profile and regenerate reports/.
+reproduce: env
+	$(BIN)/python -m refseg_lib reproduce --profile $(PROFILE)
+
+## Unit tests and every notebook under nbval (2 workers, one kernel per notebook).
+test: env
+	HF_HUB_OFFLINE=1 MPLBACKEND=Agg $(BIN)/python -m pytest -n 2 --dist loadfile \
+	  --nbval --nbval-sanitize-with .ci/nbval_sanitize.cfg --nbval-cell-timeout 600 $(PYTEST_ARGS)
+
+## Execute the committed notebooks in place (what readers see on GitHub); run before committing.
+notebooks: env
+	$(BIN)/python -m refseg_lib execute-notebooks
+
+lint: env
+	$(BIN)/ruff check refseg_lib tests benchmarks
+
+clean-env:
+	rm -rf $(VENV)

@@ -1,0 +1,3 @@
+from refseg_lib.cli import main
+
+main()
