@@ -28,7 +28,7 @@ reproduce: env
 
 ## Unit tests and every notebook under nbval (2 workers, one kernel per notebook).
 test: env
-	HF_HUB_OFFLINE=1 MPLBACKEND=Agg $(BIN)/python -m pytest -n 2 --dist loadfile \
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -n 2 --dist loadfile \
 	  --nbval --nbval-sanitize-with .ci/nbval_sanitize.cfg --nbval-cell-timeout 600 $(PYTEST_ARGS)
 
 ## Execute the committed notebooks in place (what readers see on GitHub); run before committing.
