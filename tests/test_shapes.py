@@ -119,6 +119,19 @@ def test_deterministic() -> None:
     assert not torch.equal(a.image, d.image)
 
 
+def test_benchmark_is_frozen_across_machines_and_versions() -> None:
+    """Golden values: a change here changes every published ShapeRef number (bump a version)."""
+    golden = {
+        "refshape": ("star to the right of the ring", 2, 33),
+        "refshape+": ("the heart that is large and yellow", 5, 213),
+        "refshape-g": ("the little lime sickle", 2, 38),
+    }
+    for (style, (sentence, referent, area)), index in zip(golden.items(), (0, 1, 2), strict=True):
+        sample = ShapeRef("val", style, image_size=64)[index]
+        assert (sample.sentence, sample.referent_index, int(sample.mask.sum())) == (
+            sentence, referent, area)
+
+
 def test_scene_depends_only_on_split_index_seed() -> None:
     """The three styles and every image size describe the same scene."""
     scenes = {(style, size): ShapeRef("val", style, image_size=size).scene(5)

@@ -36,4 +36,4 @@ def build_dataset(name: str = "shapes", split: str = "train", **config) -> Datas
         from refseg_lib.data.refer import ReferDataset
 
         return ReferDataset(dataset=name, split=split, **config)
-    raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
+    raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")

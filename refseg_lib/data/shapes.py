@@ -470,12 +470,24 @@ class ShapeRef(Dataset):
         """The symbolic scene of sample ``index`` (for the resolver and galleries)."""
         return sample_scene(self.split, self._index(index), self.seed)
 
+    def _describe(self, index: int) -> tuple[Scene, str, tuple[str, ...]]:
+        scene, rng = _sample_scene(self.split, index, self.seed)
+        rng.bit_generator.advance((1 + STYLES.index(self.style)) << 64)  # a stream per style
+        return scene, *describe(scene, self.style, rng)
+
+    def sentence(self, index: int) -> str:
+        """The expression of sample ``index``, without rendering the image (for vocabularies)."""
+        return self._describe(self._index(index))[1]
+
+    @property
+    def sentences(self) -> list[str]:
+        """Every expression of the split, in order (as ``ReferDataset.sentences``)."""
+        return [self._describe(i)[1] for i in range(self.num_samples)]
+
     def __getitem__(self, index: int) -> Sample:
         index = self._index(index)
-        scene, rng = _sample_scene(self.split, index, self.seed)
+        scene, sentence, tags = self._describe(index)
         image, instance_masks = self._render(scene)  # (3, S, S) float32, (N, S, S) bool
-        rng.bit_generator.advance((1 + STYLES.index(self.style)) << 64)  # a stream per style
-        sentence, tags = describe(scene, self.style, rng)
         mask = instance_masks[scene.referent]  # (S, S) bool
         referent = scene.objects[scene.referent]
         image_id = f"{self.split}-{self.seed}-{index}"
