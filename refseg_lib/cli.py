@@ -1,24 +1,30 @@
-"""Command line: ``python -m refseg_lib {reproduce,execute-notebooks}``.
+"""Command line: ``python -m refseg_lib {train,evaluate,report,reproduce,execute-notebooks}``.
 
-``reproduce`` is the main job of the repository: it re-executes every lesson notebook with
-papermill in the chosen profile (each notebook writes its tables and figures under
-``reports/``) and keeps the executed copies in ``reports/executed/``.
-``execute-notebooks`` re-executes the committed notebooks in place with their default
-parameters, which is what nbval checks and what readers see.
+- ``reproduce`` is the main job: it re-executes every lesson notebook with papermill in the
+  chosen profile (``full=True``: each training notebook runs the profile's whole budget and
+  writes run records), keeps the executed copies in ``reports/executed/``, then rebuilds every
+  report from the run records and the results section of README.md.
+- ``train`` trains one registered model and records its evaluation; ``evaluate`` re-evaluates
+  a trained checkpoint; ``report`` rebuilds ``reports/`` from ``reports/runs/``.
+- ``execute-notebooks`` re-executes the committed notebooks in place with their default
+  parameters, which is what nbval checks and what readers see.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
 
-from refseg_lib.paths import notebooks_dir, reports_dir
+from refseg_lib.paths import REPO_ROOT, notebooks_dir, reports_dir
+
+README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
 
 def _notebooks(selection: list[str] | None) -> list[Path]:
-    found = sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
+    found = sorted(notebooks_dir().glob("[0-9][0-9]*_*.ipynb"))
     if selection:
         found = [nb for nb in found if any(nb.name.startswith(s) for s in selection)]
     if not found:
@@ -32,15 +38,38 @@ def reproduce(profile: str, selection: list[str] | None) -> None:
     executed = reports_dir() / "executed"
     executed.mkdir(parents=True, exist_ok=True)
     for notebook in _notebooks(selection):
+        declared = papermill.inspect_notebook(str(notebook))
+        parameters = {k: v for k, v in {"profile": profile, "full": True}.items() if k in declared}
         start = time.perf_counter()
-        print(f"[reproduce] {notebook.name} (profile={profile})", flush=True)
-        papermill.execute_notebook(
-            str(notebook), str(executed / notebook.name), parameters={"profile": profile},
-            cwd=str(notebook.parent), kernel_name="python3", progress_bar=True,
-        )
+        print(f"[reproduce] {notebook.name} {parameters}", flush=True)
+        papermill.execute_notebook(str(notebook), str(executed / notebook.name),
+                                   parameters=parameters, cwd=str(notebook.parent),
+                                   kernel_name="python3", progress_bar=True)
         elapsed = time.perf_counter() - start
         print(f"[reproduce] {notebook.name} done in {elapsed:.0f} s", flush=True)
-    print(f"[reproduce] reports in {reports_dir()}")
+    report()
+
+
+def report() -> list[Path]:
+    """Rebuild every report from the run records, and README.md's results section."""
+    from refseg_lib.records import load_run_records
+    from refseg_lib.reports import build_reports
+
+    written = build_reports(load_run_records())
+    baselines = reports_dir() / "baselines.md"
+    readme = REPO_ROOT / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    if baselines.exists() and README_START in text and README_END in text:
+        lines = baselines.read_text(encoding="utf-8").splitlines()
+        table = "\n".join([line for line in lines if line.startswith("|")]
+                          + ["", "Notes, sources and run records: [reports/baselines.md]"
+                             "(reports/baselines.md)."])
+        head, rest = text.split(README_START, 1)
+        text = f"{head}{README_START}\n{table}\n{README_END}{rest.split(README_END, 1)[1]}"
+        readme.write_text(text, encoding="utf-8")
+    for path in written:
+        print(f"[report] {path.relative_to(reports_dir().parent)}")
+    return written
 
 
 def execute_in_place(selection: list[str] | None, timeout: int) -> None:
@@ -56,19 +85,89 @@ def execute_in_place(selection: list[str] | None, timeout: int) -> None:
         print(f"{notebook.name}: executed in {time.perf_counter() - start:.0f} s", flush=True)
 
 
+def train(args: argparse.Namespace) -> None:
+    from refseg_lib.experiments import run_experiment
+
+    overrides = {"max_steps": args.steps} if args.steps else {}
+    if args.batch_size:
+        overrides["batch_size"] = args.batch_size
+    experiment = run_experiment(
+        args.model, variant=args.variant, dataset=args.dataset, style=args.style,
+        profile=args.profile, eval_splits=tuple(args.eval_splits), seed=args.seed,
+        model_config=json.loads(args.model_config), train_overrides=overrides,
+        root=args.data_root, source="python -m refseg_lib train", resume=not args.restart)
+    for split, evaluation in experiment.evaluations.items():
+        shown = {k: round(v, 4) for k, v in evaluation.summary.items() if k != "n"}
+        print(f"{args.model}/{args.variant} {split}: {shown}")
+    for path in experiment.records:
+        print(f"[record] {path}")
+
+
+def evaluate_checkpoint(args: argparse.Namespace) -> None:
+    from refseg_lib.data import Collate, Vocabulary
+    from refseg_lib.engine import evaluate, load_model_weights
+    from refseg_lib.experiments import checkpoint_path, get_profile, load_split
+    from refseg_lib.models import build_model
+
+    path = Path(args.checkpoint) if args.checkpoint else checkpoint_path(
+        args.model, args.variant, args.dataset, args.style, args.profile)
+    vocab_file = path.with_suffix(".vocab.json")
+    if not path.is_file() or not vocab_file.is_file():
+        sys.exit(f"no trained checkpoint at {path} (or its vocabulary {vocab_file.name}): "
+                 "train first with `python -m refseg_lib train ...`")
+    vocabulary = Vocabulary.from_state_dict(json.loads(vocab_file.read_text()))
+    model = build_model(args.model, profile=args.profile, vocab_size=len(vocabulary),
+                        **json.loads(args.model_config))
+    load_model_weights(model, path)
+    profile = get_profile(args.profile)
+    for split in args.eval_splits:
+        data = load_split(args.dataset, split, profile, style=args.style,
+                          num_samples=profile.eval_samples, seed=args.seed, root=args.data_root)
+        result = evaluate(model, data, Collate(vocabulary, dataset=args.dataset))
+        print(f"{split}: {({k: round(v, 4) for k, v in result.summary.items()})}")
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="registry name, e.g. lstm_cnn")
+    parser.add_argument("--variant", default="base", help="name of the configuration/ablation")
+    parser.add_argument("--model-config", default="{}", help="JSON of model config overrides")
+    parser.add_argument("--dataset", default="shapes",
+                        choices=("shapes", "refcoco", "refcoco+", "refcocog", "refclef"))
+    parser.add_argument("--style", default="refshape", help="ShapeRef expression style")
+    parser.add_argument("--profile", choices=("quick", "paper"), default="quick")
+    parser.add_argument("--eval-splits", nargs="+", default=["val"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-root", default=None, help="REFER data root (default: data/)")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m refseg_lib", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    rep = commands.add_parser("reproduce", help="papermill every notebook, regenerate reports/")
+    rep = commands.add_parser("reproduce", help="papermill every notebook, rebuild reports/")
     rep.add_argument("--profile", choices=("quick", "paper"), default="quick")
     rep.add_argument("--only", nargs="*", help="notebook number prefixes, e.g. 00 02")
+    commands.add_parser("report", help="rebuild reports/ from reports/runs/")
+    tra = commands.add_parser("train", help="train a model, evaluate it, write run records")
+    _add_run_arguments(tra)
+    tra.add_argument("--steps", type=int, default=None, help="override the profile's max_steps")
+    tra.add_argument("--batch-size", type=int, default=None)
+    tra.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    eva = commands.add_parser("evaluate", help="evaluate a trained checkpoint")
+    _add_run_arguments(eva)
+    eva.add_argument("--checkpoint", default=None, help="default: the run's own checkpoint")
     exe = commands.add_parser("execute-notebooks", help="execute committed notebooks in place")
     exe.add_argument("--only", nargs="*", help="notebook number prefixes, e.g. 00 02")
     exe.add_argument("--timeout", type=int, default=900, help="per-cell timeout in seconds")
     args = parser.parse_args(argv)
     if args.command == "reproduce":
         reproduce(args.profile, args.only)
+    elif args.command == "report":
+        report()
+    elif args.command == "train":
+        train(args)
+    elif args.command == "evaluate":
+        evaluate_checkpoint(args)
     else:
         execute_in_place(args.only, args.timeout)
 

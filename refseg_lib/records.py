@@ -1,0 +1,265 @@
+"""Run records: one JSON file per (model, variant, dataset, split, profile) under reports/runs/.
+
+Every training or evaluation a notebook runs ends with ``write_run_record``; the comparison
+tables of ``reports`` are a pure function of these files (``load_run_records``). The file
+name is a stable function of the record's key, so re-running a notebook overwrites its
+record instead of adding a second one. Files are written atomically: a reader never sees a
+half-written record, even if the writer is killed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import re
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from refseg_lib.paths import REPO_ROOT, reports_dir
+
+KEY_FIELDS = ("model", "variant", "dataset", "style", "split", "profile")
+SCALAR_FIELDS = ("train_time_s", "eval_time_s", "samples_per_s", "params", "git_revision",
+                 "created", "source")
+
+
+# ---------------------------------------------------------------------------------------------
+# Atomic files (shared with the engine's checkpoints)
+# ---------------------------------------------------------------------------------------------
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """Write ``path`` atomically: ``write(f)`` fills a temporary file in the same directory,
+    which is flushed, fsync'ed and then renamed over ``path`` (``os.replace``).
+
+    Readers see either the old file or the complete new one, never a partial file. If
+    ``write`` raises, the temporary file is removed and ``path`` is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
+    return path
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------------
+# What a record says about where it ran
+# ---------------------------------------------------------------------------------------------
+
+
+def dataclass_from_dict(cls: type, data: Mapping[str, Any], what: str) -> Any:
+    """``cls(**data)``, refusing keys that are not fields of the dataclass ``cls``."""
+    known = {f.name for f in fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"unknown {what} fields {sorted(unknown)}; known: {sorted(known)}")
+    return cls(**data)
+
+
+def git_revision(repo: str | Path = REPO_ROOT) -> str:
+    """``git rev-parse --short HEAD`` of the checkout, or ``"unknown"`` outside a git checkout."""
+    try:
+        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo,
+                              capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return done.stdout.strip() or "unknown"
+
+
+def hardware_info(device: torch.device | str | None = None) -> dict[str, Any]:
+    """Device name, CPU count, torch version and threads: enough to read a timing.
+
+    ``device=None`` describes the device ``fit`` would pick (CUDA, else MPS, else CPU).
+    """
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else (
+            "mps" if torch.backends.mps.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    elif device.type == "mps":
+        name = f"Apple MPS ({platform.machine()})"
+    else:
+        name = _cpu_name()
+    return {
+        "device": device.type,
+        "device_name": name,
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def _cpu_name() -> str:
+    """The CPU model ("model name" of /proc/cpuinfo on Linux), else what platform knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of scalar parameters of ``model`` (all, or only those with ``requires_grad``)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# ---------------------------------------------------------------------------------------------
+# The record
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunRecord:
+    """What one training/evaluation run produced, and where and how it ran.
+
+    The key (``model``, ``variant``, ``dataset``, ``style``, ``split``, ``profile``) names the
+    file; ``style`` is ShapeRef's expression style (``""`` for REFER datasets).
+    """
+
+    model: str  # registry name, e.g. "dmn"
+    variant: str  # ablation / configuration name, e.g. "full" or "no_dynamic_filters"
+    dataset: str  # "shapes", "refcoco", ...
+    style: str  # ShapeRef style ("refshape", "refshape+", "refshape-g"), "" otherwise
+    split: str  # the split the metrics were computed on
+    profile: str  # "quick" or "paper"
+    config: dict = field(default_factory=dict)  # TrainConfig.to_dict() and model config
+    metrics: dict = field(default_factory=dict)  # SegmentationMeter.summary() and friends
+    train_time_s: float | None = None
+    eval_time_s: float | None = None
+    samples_per_s: float | None = None  # training throughput
+    params: int | None = None  # count_parameters(model)
+    hardware: dict = field(default_factory=hardware_info)
+    git_revision: str = field(default_factory=git_revision)
+    created: str = field(default_factory=_now)  # ISO 8601, UTC
+    source: str = ""  # the notebook or script that produced the run
+
+    def __post_init__(self) -> None:
+        for name in (*KEY_FIELDS[:3], *KEY_FIELDS[4:]):  # style may be ""
+            if not getattr(self, name):
+                raise ValueError(f"a run record needs a non-empty {name!r}")
+
+    @property
+    def file_name(self) -> str:
+        """``<model>__<variant>__<dataset>-<style>__<split>__<profile>.json``."""
+        data = f"{self.dataset}-{self.style}" if self.style else self.dataset
+        parts = (self.model, self.variant, data, self.split, self.profile)
+        return "__".join(_safe(p) for p in parts) + ".json"
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunRecord:
+        return dataclass_from_dict(cls, data, "run record")
+
+
+def _safe(part: str) -> str:
+    """A file-name-safe version of a key part (letters, digits, ``. _ + -`` kept)."""
+    return re.sub(r"[^A-Za-z0-9._+-]", "-", str(part))
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON data: tensors and numpy scalars to numbers, tuples to lists, NaN/inf to None."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return _jsonable(value.tolist())
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return _jsonable(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot store a {type(value).__name__} in a run record: {value!r}")
+
+
+def _runs_dir(runs_dir: str | Path | None) -> Path:
+    return Path(runs_dir) if runs_dir is not None else reports_dir() / "runs"
+
+
+def write_run_record(record: RunRecord, runs_dir: str | Path | None = None) -> Path:
+    """Write ``record`` atomically to ``runs_dir / record.file_name`` (default
+    ``reports/runs/``), overwriting a previous run with the same key. Returns the path."""
+    text = json.dumps(record.to_dict(), sort_keys=True, indent=1, allow_nan=False) + "\n"
+    path = _runs_dir(runs_dir) / record.file_name
+    return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def read_run_record(path: str | Path) -> RunRecord:
+    """The record stored in ``path``; a clear error names the file when it is not one."""
+    path = Path(path)
+    try:
+        return RunRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{path} is not a valid run record: {error}") from error
+
+
+def load_run_records(runs_dir: str | Path | None = None) -> pd.DataFrame:
+    """Every record of ``runs_dir`` (default ``reports/runs/``) as one row of a DataFrame.
+
+    Columns: the key fields, the scalar fields, ``device_name`` (from ``hardware``), the
+    ``config`` and ``hardware`` dicts as they are, ``path``, and one column per metric under
+    its own name (``overall_iou``, ``mean_iou``, ``Pr@0.5`` ...), NaN where a run lacks it.
+    No records give an empty DataFrame with the fixed columns.
+    """
+    fixed = [*KEY_FIELDS, *SCALAR_FIELDS, "device_name", "config", "hardware", "path"]
+    rows = []
+    for path in sorted(_runs_dir(runs_dir).glob("*.json")):
+        record = read_run_record(path)
+        clash = set(record.metrics) & set(fixed)
+        if clash:
+            raise ValueError(f"{path}: metric names {sorted(clash)} clash with record fields")
+        row = {name: getattr(record, name) for name in (*KEY_FIELDS, *SCALAR_FIELDS)}
+        row.update(device_name=record.hardware.get("device_name"), config=record.config,
+                   hardware=record.hardware, path=str(path))
+        row.update(record.metrics)
+        rows.append(row)
+    if not rows:
+        return pd.DataFrame(columns=fixed)
+    return pd.DataFrame(rows)

@@ -1,0 +1,304 @@
+"""Tests of refseg_lib.paper_numbers and refseg_lib.reports: the papers' figures, pivots,
+tables beside the papers, written files, and reports as a pure function of the records."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import shutil
+
+import pandas as pd
+import pytest
+
+from refseg_lib import reports
+from refseg_lib.paper_numbers import (
+    BOX_ACC,
+    GREF_UMD,
+    IE,
+    INFERENCE_TIME,
+    MEAN_IOU,
+    OVERALL_IOU,
+    PAPER_NUMBERS,
+    PARAMS,
+    UNC,
+    UNC_PLUS,
+    paper_numbers,
+)
+from refseg_lib.records import load_run_records
+from refseg_lib.reports import (
+    PaperRef,
+    beside_paper,
+    build_reports,
+    results_table,
+    save_figure,
+    write_table,
+)
+
+
+def values(frame: pd.DataFrame, by: str = "row") -> dict[str, float]:
+    return dict(zip(frame[by], frame["value"], strict=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# Paper numbers (SPECS.md "Paper figures", checked against the paper texts)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_dmn_table_1_has_six_rows_of_overall_iou_on_unc_testa():
+    iou = paper_numbers("DMN", "Table 1", metric=OVERALL_IOU)
+    assert values(iou) == {
+        "Only VM": 30.92, "Only h_t in LM and SM": 54.80, "No skip connections in UM": 49.26,
+        "No dynamic filters": 50.34, "No concatenation of r_t": 54.69, "DMN": 54.83,
+    }
+    assert set(iou.dataset) == {UNC} and set(iou.split) == {"testA"}
+    only_vm = paper_numbers("DMN", "Table 1", row="Only VM")
+    assert values(only_vm, "metric")["Pr@0.5"] == 15.26 and len(only_vm) == 6
+
+
+def test_dmn_table_2_and_sru_figures():
+    dmn = paper_numbers("DMN", "Table 2", row="DMN")
+    by_split = {(d, s): v for d, s, v in zip(dmn.dataset, dmn.split, dmn.value, strict=True)}
+    assert [by_split[UNC, s] for s in ("val", "testA", "testB")] == [49.78, 54.83, 45.13]
+    assert [by_split[UNC_PLUS, s] for s in ("val", "testA", "testB")] == [38.88, 44.22, 32.29]
+    assert len(dmn) == 8 and set(dmn.metric) == {OVERALL_IOU}
+    params = paper_numbers("DMN", "Sec. 5.3", metric=PARAMS)
+    assert values(params) == {"LM with SRU": 9, "SM with SRU": 10, "LM with LSTM": 24,
+                              "SM with LSTM": 24.2}
+    assert set(params.unit) == {"M"}
+    speed = paper_numbers("DMN", "Sec. 5.3", unit="x")
+    assert speed.value.tolist() == [3.0] and "approximate" in speed.note[0]
+
+
+def test_cmsa_tables():
+    ours = paper_numbers("CMSA", "Table 1", row="Ours")
+    assert ours.value.tolist() == [58.32, 60.61, 55.09, 43.76, 47.60, 37.89, 39.98, 63.80]
+    assert values(paper_numbers("CMSA", "Table 2")) == {
+        "No attention": 45.63, "Word attention": 47.01, "Pixel attention": 47.84,
+        "Word-pixel pair attention": 47.57, "Cross-modal self-attention": 50.12,
+    }
+    fusion = values(paper_numbers("CMSA", "Table 3", metric=OVERALL_IOU))
+    assert fusion["CMSA+GF(Ours)"] == 58.32
+    assert fusion["RMI-LSTM [17]"] == 45.18 and fusion["RRN-CNN [15]*"] == 46.95
+    assert len(fusion) == 9
+    assert set(paper_numbers("CMSA", "Table 3").split) == {"val"}
+
+
+def test_mcn_tables():
+    post = paper_numbers("MCN", "Table 1")
+    assert values(post[post.metric == MEAN_IOU]) == {
+        "w.o. post-processing": 61.61, "RoI Crop [10, 30]": 61.19, "Soft-NLS (ours)": 62.27,
+        "ASNLS (ours)": 62.44}
+    assert values(post[post.metric == IE])["ASNLS (ours)"] == 6.65
+    ladder = paper_numbers("MCN", "Table 2", dataset=UNC)
+    asnls = values(ladder[ladder.row == "+ASNLS"], "metric")
+    assert asnls == {BOX_ACC: 80.08, MEAN_IOU: 62.44, IE: 6.65}
+    assert values(ladder[ladder.metric == BOX_ACC])["MCN (Base)"] == 77.45
+    assert set(paper_numbers("MCN", "Table 2").dataset) == {UNC, UNC_PLUS, GREF_UMD}
+    structures = paper_numbers("MCN", "Table 3", metric=MEAN_IOU)
+    assert values(structures)["Single_RES (scale=52^2)"] == 57.91
+    speed = values(paper_numbers("MCN", "Table 4", metric=INFERENCE_TIME))
+    assert speed["MCN (ours), darknet53"] == 56 and speed["MattNet [43], frcnn-resnet101"] == 367
+
+
+def test_metric_types_never_mix():
+    """DMN and CMSA report overall IoU; MCN's RES numbers are mean IoU."""
+    ious = paper_numbers(metric=[OVERALL_IOU, MEAN_IOU])
+    assert set(ious[ious.paper == "MCN"].metric) == {MEAN_IOU}
+    assert set(ious[ious.paper != "MCN"].metric) == {OVERALL_IOU}
+    assert set(paper_numbers("MCN").metric) <= {MEAN_IOU, BOX_ACC, IE, INFERENCE_TIME,
+                                                 *(f"Pr@{x}" for x in (0.5, 0.6, 0.7, 0.8, 0.9))}
+
+
+def test_paper_numbers_are_unique_frozen_and_filterable():
+    frame = paper_numbers()
+    key = ["paper", "table", "row", "dataset", "split", "metric"]
+    assert not frame.duplicated(key).any()
+    percent = frame[frame.unit == "%"]
+    assert percent.value.between(0, 100).all()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        PAPER_NUMBERS[0].value = 0.0  # type: ignore[misc]
+    assert len(paper_numbers(paper=("DMN", "CMSA"), table="Table 2")) == 21 + 5
+    with pytest.raises(ValueError, match="unknown field"):
+        paper_numbers(model="DMN")
+
+
+# ---------------------------------------------------------------------------------------------
+# Records -> pivots
+# ---------------------------------------------------------------------------------------------
+
+
+def record(model: str, split: str, overall: float, *, mean: float = 0.5, variant: str = "default",
+           dataset: str = "shapes", style: str | None = "refshape", created: str = "2025-01-01",
+           **extra) -> dict:
+    """A run record as ``load_run_records`` flattens it (metrics as columns)."""
+    return {"model": model, "variant": variant, "dataset": dataset, "style": style,
+            "split": split, "profile": "quick", "config": {"eval_thresholds": [0.5]},
+            "overall_iou": overall, "mean_iou": mean, "Pr@0.5": mean / 2, "n": 300,
+            "train_time_s": 1.0, "eval_time_s": 0.5, "samples_per_s": 100.0, "params": 1000,
+            "hardware": {"device": "cpu"}, "git_revision": "abc1234", "created": created,
+            "source": "notebooks/02_dmn.ipynb", **extra}
+
+
+@pytest.fixture
+def records() -> pd.DataFrame:
+    rows = [record("only_vm", s, v) for s, v in (("testB", 0.25), ("val", 0.3), ("testA", 0.35))]
+    rows += [record("lstm_cnn", s, v) for s, v in (("val", 0.4), ("testA", 0.45))]
+    return pd.DataFrame(rows)
+
+
+def test_results_table_pivots_in_a_fixed_order(records):
+    table = results_table(records)
+    assert list(table.columns) == ["val", "testA", "testB"]
+    assert list(table.index) == [("lstm_cnn", "default"), ("only_vm", "default")]
+    assert table.loc[("only_vm", "default"), "testA"] == 0.35
+    assert math.isnan(table.loc[("lstm_cnn", "default"), "testB"])  # no run: no number
+    shuffled = results_table(records.sample(frac=1.0, random_state=3))
+    pd.testing.assert_frame_equal(table, shuffled)
+
+
+def test_results_table_several_metrics_and_given_order(records):
+    table = results_table(records, index=("model",), columns=("split",),
+                          metric=["mean_iou", "overall_iou"], order={"model": ["only_vm"]})
+    assert list(table.index) == ["only_vm", "lstm_cnn"]
+    assert list(table.columns.get_level_values("metric").unique()) == ["mean_iou", "overall_iou"]
+    assert table.loc["only_vm", ("overall_iou", "val")] == 0.3
+    flat = results_table(records, index=("model", "split"), columns=(), metric=["overall_iou"])
+    assert list(flat.columns) == ["overall_iou"] and len(flat) == 5
+
+
+def test_results_table_newest_record_wins_and_clashes_are_errors(records):
+    rerun = pd.DataFrame([record("only_vm", "val", 0.9, created="2025-02-01")])
+    table = results_table(pd.concat([rerun, records]))
+    assert table.loc[("only_vm", "default"), "val"] == 0.9
+    refcoco = pd.DataFrame([record("only_vm", "val", 0.1, dataset="refcoco", style=None)])
+    with pytest.raises(ValueError, match="several runs share a cell"):
+        results_table(pd.concat([records, refcoco]))
+    assert results_table(pd.concat([records, refcoco]), index=("model", "dataset")).shape == (3, 3)
+    with pytest.raises(ValueError, match="no column"):
+        results_table(records, metric="IE")
+
+
+# ---------------------------------------------------------------------------------------------
+# Beside the papers
+# ---------------------------------------------------------------------------------------------
+
+
+def test_beside_paper_aligns_rows_and_converts_to_percent(records):
+    ours = results_table(records, index=("model", "split"), columns=(),
+                         metric=["overall_iou", "mean_iou", "Pr@0.5"])
+    table = beside_paper(ours, {("only_vm", "testA"): ("DMN", "Table 1", "Only VM")})
+    row = table.loc[("only_vm", "testA")]
+    assert row[("ours (%)", "overall_iou")] == pytest.approx(35.0)
+    assert row[("paper (%)", "overall_iou")] == 30.92
+    assert row[("paper (%)", "Pr@0.5")] == 15.26
+    assert math.isnan(row[("paper (%)", "mean_iou")])  # DMN reports overall IoU only
+    assert row[("source", "")] == "DMN Table 1: Only VM (UNC (RefCOCO) testA)"
+    other = table.loc[("lstm_cnn", "val")]
+    assert other.loc["paper (%)"].isna().all()
+    assert other[("source", "")] == "—"
+    assert list(table.index) == list(ours.index)
+
+
+def test_beside_paper_by_split():
+    ours = pd.DataFrame({"val": [0.5, 0.4], "testA": [0.55, 0.5], "testB": [0.45, math.nan]},
+                        index=pd.Index(["dmn", "dmn_no_filters"], name="variant"))
+    table = beside_paper(ours, {"dmn": PaperRef("DMN", "Table 2", "DMN", dataset=UNC)},
+                         by="split", metric="overall_iou")
+    assert table.loc["dmn", "paper (%)"].tolist() == [49.78, 54.83, 45.13]
+    assert table.loc["dmn", ("source", "")] == "DMN Table 2: DMN (UNC (RefCOCO))"
+    assert table.loc["dmn_no_filters", "paper (%)"].isna().all()
+
+
+def test_beside_paper_refuses_mixed_metrics_and_bad_keys(records):
+    ours = results_table(records, index=("model", "split"), columns=(), metric=["overall_iou"])
+    with pytest.raises(ValueError, match="reports none"):  # MCN has mean IoU, not overall
+        beside_paper(ours, {("only_vm", "val"): ("MCN", "Table 2", "+ASNLS", UNC)})
+    with pytest.raises(ValueError, match="not a row"):
+        beside_paper(ours, {("only_vm", "train"): ("DMN", "Table 1", "Only VM")})
+    with pytest.raises(ValueError, match="give the PaperRef a dataset"):
+        beside_paper(ours, {("only_vm", "val"): ("DMN", "Table 2", "DMN")})
+    with pytest.raises(ValueError, match="percentage metrics"):
+        beside_paper(ours.rename(columns={"overall_iou": "params"}), {})
+
+
+# ---------------------------------------------------------------------------------------------
+# Written files
+# ---------------------------------------------------------------------------------------------
+
+
+def test_write_table_markdown_and_csv(records, tmp_path):
+    ours = results_table(records, index=("model", "split"), columns=(), metric=["overall_iou"])
+    table = beside_paper(ours, {("only_vm", "testA"): ("DMN", "Table 1", "Only VM")})
+    md, csv = write_table(table, "demo", "A demo", ["overall IoU at threshold 0.5"], tmp_path)
+    assert (md, csv) == (tmp_path / "demo.md", tmp_path / "demo.csv")
+    text = md.read_text()
+    assert text.startswith("# A demo\n\n- overall IoU at threshold 0.5\n\n| model ")
+    assert "ours (%) · overall_iou" in text and re.search(r"\|\s+30\.92 \|", text)
+    assert "35.00" in text and "—" in text
+    lines = csv.read_text().splitlines()
+    assert lines[0] == "model,split,ours (%) · overall_iou,paper (%) · overall_iou,source"
+    assert "only_vm,testA,35.0000,30.9200,DMN Table 1: Only VM (UNC (RefCOCO) testA)" in lines
+    with pytest.raises(ValueError, match="report name"):
+        write_table(table, "../escape", "x", out_dir=tmp_path)
+
+
+def test_save_figure_writes_the_same_png_twice(tmp_path):
+    data = pd.DataFrame({"split": ["val", "testA"], "IoU": [30.0, 40.0], "model": ["a", "a"]})
+    first = save_figure(reports.bar_plot(data, "split", "IoU", "model"), "bars", tmp_path)
+    assert first == tmp_path / "figures" / "bars.png"
+    png = first.read_bytes()
+    assert png.startswith(b"\x89PNG") and b"matplotlib" not in png
+    save_figure(reports.bar_plot(data, "split", "IoU", "model"), "bars", tmp_path)
+    assert first.read_bytes() == png
+    grid = results_table(pd.DataFrame([record("only_vm", "val", 0.3)]))
+    assert save_figure(reports.heatmap(grid, title="IoU"), "grid", tmp_path).is_file()
+
+
+def test_build_reports_is_a_pure_function_of_the_records(records, tmp_path):
+    first = build_reports(records, tmp_path / "a")
+    names = sorted(p.relative_to(tmp_path / "a").as_posix() for p in first)
+    assert names == ["README.md", "baselines.csv", "baselines.md", "figures/baselines.png"]
+    written = {p: p.read_bytes() for p in first}
+    shutil.rmtree(tmp_path / "a")
+    again = build_reports(records.sample(frac=1.0, random_state=1), tmp_path / "a")
+    assert {p: p.read_bytes() for p in again} == written
+    text = (tmp_path / "a" / "baselines.md").read_text()
+    assert "DMN Table 1: Only VM (UNC (RefCOCO) testA)" in text
+    assert "notebooks/02_dmn.ipynb" in text and "probability > 0.5" in text
+    assert "(baselines.md)" in (tmp_path / "a" / "README.md").read_text()
+
+
+def test_build_reports_skips_reports_without_records(tmp_path):
+    for frame in (pd.DataFrame(), pd.DataFrame([record("cmsa", "val", 0.5)])):
+        written = build_reports(frame, tmp_path)
+        assert written == [tmp_path / "README.md"]
+        assert "No report yet" in written[0].read_text()
+    assert not (tmp_path / "baselines.md").exists()
+    with pytest.raises(ValueError, match="unknown report"):
+        build_reports(pd.DataFrame(), tmp_path, names=["nope"])
+
+
+def test_register_report_refuses_a_second_builder_of_one_name():
+    with pytest.raises(ValueError, match="already registered"):
+        reports.register_report("baselines")(reports.baselines_report)
+
+
+def test_reports_from_record_files(records, tmp_path):
+    """JSON files as the engine writes them, read back by ``records.load_run_records``."""
+    runs = tmp_path / "reports" / "runs"
+    runs.mkdir(parents=True)
+    metrics = ("overall_iou", "mean_iou", "Pr@0.5", "n")
+    for i, row in enumerate(records.to_dict("records")):
+        data = {k: v for k, v in row.items() if k not in metrics}
+        data["metrics"] = {k: row[k] for k in metrics}
+        data["style"] = data["style"] or ""
+        (runs / f"run{i}.json").write_text(json.dumps(data))
+    loaded = load_run_records(runs)
+    written = build_reports(loaded, tmp_path / "reports")
+    text = (tmp_path / "reports" / "baselines.md").read_text()
+    assert "run0.json" in text and str(tmp_path) not in text  # file names, no machine paths
+    direct = (build_reports(records, tmp_path / "direct")[0]).read_text()
+    table = lambda md: md[md.index("| model"):]  # the notes differ (file names), not the table
+    assert table(direct) == table(text) and len(written) == 4
