@@ -59,7 +59,8 @@ def report() -> list[Path]:
     baselines = reports_dir() / "baselines.md"
     readme = REPO_ROOT / "README.md"
     text = readme.read_text(encoding="utf-8")
-    if baselines.exists() and README_START in text and README_END in text:
+    ours = reports_dir().resolve() == (REPO_ROOT / "reports").resolve()  # not a test's folder
+    if ours and baselines.exists() and README_START in text and README_END in text:
         lines = baselines.read_text(encoding="utf-8").splitlines()
         table = "\n".join([line for line in lines if line.startswith("|")]
                           + ["", "Notes, sources and run records: [reports/baselines.md]"

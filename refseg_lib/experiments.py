@@ -27,7 +27,7 @@ from refseg_lib.engine import (
     seed_everything,
 )
 from refseg_lib.models import build_model
-from refseg_lib.paths import REPO_ROOT
+from refseg_lib.paths import checkpoints_dir
 from refseg_lib.records import RunRecord, count_parameters, hardware_info, write_run_record
 
 
@@ -89,7 +89,7 @@ def load_split(dataset: str, split: str, profile: Profile, *, style: str = "refs
 def checkpoint_path(model: str, variant: str, dataset: str, style: str, profile: str) -> Path:
     """Where a run keeps its checkpoint (ignored by git); rerunning resumes from it."""
     benchmark = f"{dataset}-{style}" if dataset == "shapes" else dataset
-    return REPO_ROOT / "checkpoints" / f"{model}__{variant}__{benchmark}__{profile}.pt"
+    return checkpoints_dir() / f"{model}__{variant}__{benchmark}__{profile}.pt"
 
 
 def run_experiment(model: str, *, variant: str = "base", dataset: str = "shapes",
