@@ -96,7 +96,8 @@ def train(args: argparse.Namespace) -> None:
         args.model, variant=args.variant, dataset=args.dataset, style=args.style,
         profile=args.profile, eval_splits=tuple(args.eval_splits), seed=args.seed,
         model_config=json.loads(args.model_config), train_overrides=overrides,
-        root=args.data_root, source="python -m refseg_lib train", resume=not args.restart)
+        root=args.data_root, source="python -m refseg_lib train", resume=not args.restart,
+        init_from=args.init_from)
     for split, evaluation in experiment.evaluations.items():
         shown = {k: round(v, 4) for k, v in evaluation.summary.items() if k != "n"}
         print(f"{args.model}/{args.variant} {split}: {shown}")
@@ -154,6 +155,9 @@ def main(argv: list[str] | None = None) -> None:
     tra.add_argument("--steps", type=int, default=None, help="override the profile's max_steps")
     tra.add_argument("--batch-size", type=int, default=None)
     tra.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    tra.add_argument("--init-from", default=None,
+                     help="checkpoint of an earlier stage to start from (e.g. DMN's low-resolution "
+                     "run), loaded where names and shapes match")
     eva = commands.add_parser("evaluate", help="evaluate a trained checkpoint")
     _add_run_arguments(eva)
     eva.add_argument("--checkpoint", default=None, help="default: the run's own checkpoint")

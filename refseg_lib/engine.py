@@ -512,6 +512,22 @@ def load_model_weights(model: nn.Module, path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
+def init_weights_from(model: nn.Module, path: str | Path) -> list[str]:
+    """Start ``model`` from the weights of another run where names and shapes match.
+
+    For staged training (DMN trains at low resolution, then adds its upsampling module):
+    the tensors the checkpoint lacks keep their initialisation. Returns the names loaded;
+    raises if none matches, which means the checkpoint is of another model.
+    """
+    weights = load_checkpoint(path)["model"]
+    own = model.state_dict()
+    matched = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+    if not matched:
+        raise CheckpointError(f"no tensor of {path} matches this model: is it another model's?")
+    model.load_state_dict(matched, strict=False)
+    return sorted(matched)
+
+
 # ---------------------------------------------------------------------------------------------
 # Evaluation
 # ---------------------------------------------------------------------------------------------

@@ -302,3 +302,28 @@ def test_reports_from_record_files(records, tmp_path):
     direct = (build_reports(records, tmp_path / "direct")[0]).read_text()
     table = lambda md: md[md.index("| model"):]  # the notes differ (file names), not the table
     assert table(direct) == table(text) and len(written) == 4
+
+
+def test_dmn_report_sets_table_1_beside_the_paper(tmp_path):
+    precisions = {f"Pr@0.{k}": 0.1 for k in range(6, 10)}
+    rows = [record("only_vm", s, 0.02, variant="base", **precisions) for s in ("val", "testA")]
+    rows += [record("dmn", s, v, variant=variant, **precisions)
+             for variant, v in (("base", 0.5), ("no_skip", 0.45), ("no_filters", 0.2),
+                                ("base-lowres", 0.35), ("lstm-lowres", 0.3))
+             for s in ("val", "testA")]
+    written = build_reports(pd.DataFrame(rows), tmp_path, names=["dmn"])
+    names = sorted(p.relative_to(tmp_path).as_posix() for p in written)
+    assert names == ["README.md", "dmn_lowres_shapes-refshape-quick.csv",
+                     "dmn_lowres_shapes-refshape-quick.md", "dmn_table1_shapes-refshape-quick.csv",
+                     "dmn_table1_shapes-refshape-quick.md",
+                     "figures/dmn_table1_shapes-refshape-quick.png"]
+    table = pd.read_csv(tmp_path / "dmn_table1_shapes-refshape-quick.csv")
+    assert table["row"].tolist() == ["Only VM"] * 2 + ["No skip connections in UM"] * 2 + [
+        "No dynamic filters"] * 2 + ["DMN"] * 2  # the paper's row order
+    dmn_testa = table[(table["row"] == "DMN") & (table["split"] == "testA")].iloc[0]
+    assert dmn_testa["ours (%) · overall_iou"] == 50.0
+    assert dmn_testa["paper (%) · overall_iou"] == 54.83
+    assert math.isnan(table[(table["row"] == "DMN") & (table["split"] == "val")]
+                      ["paper (%) · overall_iou"].iloc[0])
+    low = (tmp_path / "dmn_lowres_shapes-refshape-quick.md").read_text()
+    assert "base-lowres" in low and "lstm-lowres" in low and "no_skip" not in low

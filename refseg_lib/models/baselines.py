@@ -32,6 +32,7 @@ from refseg_lib.data.text import PAD_INDEX
 from refseg_lib.models.registry import ModelOutput, register_model
 from refseg_lib.nn.backbones import build_backbone
 from refseg_lib.nn.coords import append_coordinates
+from refseg_lib.nn.sru import SRU, last_step
 
 
 @dataclass
@@ -108,6 +109,8 @@ class LSTMCNNConfig:
     pretrained: bool = True
     feature_stride: int | None = None  # None: the deepest map (VGG-16: stride 32, the paper)
     upsample_factor: int | None = None  # deconvolution stride; None: feature stride (full res)
+    rnn: str = "lstm"  # "sru": our SRU (notebook 01 compares the two language encoders)
+    rnn_layers: int = 1
     backbone_kwargs: dict = field(default_factory=dict)
 
     @classmethod
@@ -126,7 +129,10 @@ class LSTMCNN(nn.Module):
         self.backbone, self.level = _backbone_up_to(config)
         stride = self.backbone.strides[self.level]
         self.embedding = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=PAD_INDEX)
-        self.lstm = nn.LSTM(config.embed_dim, config.hidden_dim, batch_first=True)
+        if config.rnn not in ("lstm", "sru"):
+            raise ValueError(f"rnn must be 'lstm' or 'sru', got {config.rnn!r}")
+        rnn = nn.LSTM if config.rnn == "lstm" else SRU
+        self.rnn = rnn(config.embed_dim, config.hidden_dim, config.rnn_layers, batch_first=True)
         in_channels = self.backbone.channels[self.level] + config.hidden_dim + 8
         self.classifier = nn.Sequential(
             nn.Conv2d(in_channels, config.mlp_dim, 1),
@@ -136,11 +142,9 @@ class LSTMCNN(nn.Module):
         self.upsample = bilinear_deconvolution(config.upsample_factor or stride)
 
     def encode_sentence(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """The LSTM's hidden state after the last real word of each sentence: (B, hidden)."""
+        """The RNN's output after the last real word of each sentence: (B, hidden)."""
         words = self.embedding(tokens)  # (B, T, E)
-        packed = pack_padded_sequence(words, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        _, (h_n, _) = self.lstm(packed)  # (1, B, hidden): the padding is never read
-        return h_n[-1]
+        return encode_words(self.rnn, words, lengths)
 
     def forward(self, images, tokens, lengths) -> ModelOutput:
         check_inputs(images, tokens, lengths)
@@ -151,6 +155,20 @@ class LSTMCNN(nn.Module):
         x = append_coordinates(torch.cat([visual, tiled], dim=1))  # (B, C + hidden + 8, h, w)
         scores = self.classifier(x)  # (B, 1, h, w)
         return ModelOutput(mask_logits=self.upsample(scores)[:, 0])  # (B, h*s, w*s)
+
+
+def encode_words(rnn: nn.Module, words: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """The last layer's output after each sequence's last real word: (B, hidden).
+
+    ``rnn`` is a batch-first ``nn.LSTM`` (run on a packed sequence) or ``SRU`` (which masks the
+    padding itself); either way the padding is never read.
+    """
+    if isinstance(rnn, SRU):
+        h, _ = rnn(words, lengths)  # (B, T, hidden), zero at padded steps
+        return last_step(h.transpose(0, 1), lengths)
+    packed = pack_padded_sequence(words, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    _, (h_n, _) = rnn(packed)  # (layers, B, hidden): the padding is never read
+    return h_n[-1]
 
 
 def _backbone_up_to(config: LSTMCNNConfig):
