@@ -215,14 +215,17 @@ class SRULayer(nn.Module):
         steps, batch, _ = x.shape
         size = self.directions * self.hidden_size  # DH
         u = F.linear(x, self.weight).reshape(steps, batch, self.projections, size)  # (2)-(4) fused
+        # under autocast u (and x, from a convolution) is bf16/fp16 while the bias is float32:
+        # the elementwise part (3)-(6) runs in the wider type, as torch.lerp needs one dtype
+        dtype = torch.promote_types(u.dtype, self.bias.dtype)
+        u, x = u.to(dtype), x.to(dtype)
         highway = x if self.projections == 3 else None  # None: W_h x, the last projection
         if mask is not None and self.directions == 2:
             mask = mask.expand(steps, batch, size)
         if self.directions == 2:  # the backward half scans the time-reversed sequence
             u, highway, mask = (None if t is None else _reverse_second_half(t)
                                 for t in (u, highway, mask))
-        if c0 is None:
-            c0 = x.new_zeros(batch, size)
+        c0 = x.new_zeros(batch, size) if c0 is None else c0.to(dtype)
         h, c_last = _SRUElementwise.apply(u.contiguous(), highway, self.bias, c0, mask,
                                           self.activation)  # (3)-(6)
         if self.directions == 2:
