@@ -70,6 +70,7 @@ class Experiment:
     train: TrainResult
     evaluations: dict[str, EvalResult]
     records: list[Path]
+    checkpoint: Path  # where training kept (and resumes from) its state
 
 
 def get_profile(name: str) -> Profile:
@@ -123,7 +124,7 @@ def run_experiment(model: str, *, variant: str = "base", dataset: str = "shapes"
     result = fit(net, train_set, collate, config, checkpoint_path=path, progress=progress)
     evaluations, records = {}, []
     if not distributed_env().is_main:  # under torchrun, rank 0 evaluates and records
-        return Experiment(net, vocabulary, collate, result, evaluations, records)
+        return Experiment(net, vocabulary, collate, result, evaluations, records, path)
     path.with_suffix(".vocab.json").write_text(json.dumps(vocabulary.state_dict()))
     for split in eval_splits:
         eval_set = load_split(dataset, split, chosen, style=style,
@@ -144,7 +145,7 @@ def run_experiment(model: str, *, variant: str = "base", dataset: str = "shapes"
                 eval_time_s=evaluation.eval_time_s, samples_per_s=result.samples_per_s,
                 params=count_parameters(net), hardware=hardware_info(), source=source)
             records.append(write_run_record(record))
-    return Experiment(net, vocabulary, collate, result, evaluations, records)
+    return Experiment(net, vocabulary, collate, result, evaluations, records, path)
 
 
 # DMN's two training stages (sec. 4.3; official README: 24 epochs at low resolution, then 4 with
@@ -179,9 +180,7 @@ def run_dmn(variant: str = "base", *, profile: str = "quick",
         overrides = dict(train_overrides or {})
         if steps is not None:
             overrides.update(max_steps=steps, milestones=(int(0.8 * steps),))
-        init = None if not stages else checkpoint_path(
-            "dmn", names[0], kwargs.get("dataset", "shapes"), kwargs.get("style", "refshape"),
-            profile)
+        init = stages[0].checkpoint if stages else None
         stages.append(run_experiment("dmn", variant=name, profile=profile, model_config=config,
                                      train_overrides=overrides, init_from=init, **kwargs))
     return stages[0], stages[1]

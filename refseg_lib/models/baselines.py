@@ -26,13 +26,12 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
 
 from refseg_lib.data.text import PAD_INDEX
 from refseg_lib.models.registry import ModelOutput, register_model
-from refseg_lib.nn.backbones import build_backbone
+from refseg_lib.nn.backbones import build_backbone, build_backbone_for
 from refseg_lib.nn.coords import append_coordinates
-from refseg_lib.nn.sru import SRU, last_step
+from refseg_lib.nn.sru import SRU, last_step, run_recurrent
 
 
 @dataclass
@@ -126,13 +125,14 @@ class LSTMCNN(nn.Module):
     def __init__(self, config: LSTMCNNConfig):
         super().__init__()
         self.config = config
-        self.backbone, self.level = _backbone_up_to(config)
+        self.backbone, (self.level,) = build_backbone_for(
+            config.backbone, config.pretrained, [config.feature_stride], **config.backbone_kwargs)
         stride = self.backbone.strides[self.level]
         self.embedding = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=PAD_INDEX)
         if config.rnn not in ("lstm", "sru"):
             raise ValueError(f"rnn must be 'lstm' or 'sru', got {config.rnn!r}")
         rnn = nn.LSTM if config.rnn == "lstm" else SRU
-        self.rnn = rnn(config.embed_dim, config.hidden_dim, config.rnn_layers, batch_first=True)
+        self.rnn = rnn(config.embed_dim, config.hidden_dim, config.rnn_layers)
         in_channels = self.backbone.channels[self.level] + config.hidden_dim + 8
         self.classifier = nn.Sequential(
             nn.Conv2d(in_channels, config.mlp_dim, 1),
@@ -160,30 +160,10 @@ class LSTMCNN(nn.Module):
 def encode_words(rnn: nn.Module, words: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """The last layer's output after each sequence's last real word: (B, hidden).
 
-    ``rnn`` is a batch-first ``nn.LSTM`` (run on a packed sequence) or ``SRU`` (which masks the
-    padding itself); either way the padding is never read.
+    ``rnn`` is a time-first ``nn.LSTM`` or ``SRU``; ``words`` (B, T, E). Neither reads the
+    padding (``run_recurrent``).
     """
-    if isinstance(rnn, SRU):
-        h, _ = rnn(words, lengths)  # (B, T, hidden), zero at padded steps
-        return last_step(h.transpose(0, 1), lengths)
-    packed = pack_padded_sequence(words, lengths.cpu(), batch_first=True, enforce_sorted=False)
-    _, (h_n, _) = rnn(packed)  # (layers, B, hidden): the padding is never read
-    return h_n[-1]
-
-
-def _backbone_up_to(config: LSTMCNNConfig):
-    """The backbone and the index of the map the model reads.
-
-    When that map is not the deepest, the backbone is built again to stop there, so that no
-    parameter goes unused (DDP requires every parameter to receive a gradient).
-    """
-    backbone = build_backbone(config.backbone, config.pretrained, **config.backbone_kwargs)
-    level = backbone.level(config.feature_stride)
-    if level == len(backbone.strides) - 1 or "out_indices" in config.backbone_kwargs:
-        return backbone, level
-    backbone = build_backbone(config.backbone, config.pretrained, out_indices=[level],
-                              **config.backbone_kwargs)
-    return backbone, 0
+    return last_step(run_recurrent(rnn, words.transpose(0, 1), lengths), lengths)
 
 
 def bilinear_deconvolution(factor: int) -> nn.Module:

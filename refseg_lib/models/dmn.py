@@ -53,7 +53,7 @@ from torch import nn
 from refseg_lib.data.text import PAD_INDEX
 from refseg_lib.models.baselines import _build, check_inputs
 from refseg_lib.models.registry import ModelOutput, register_model
-from refseg_lib.nn.backbones import build_backbone
+from refseg_lib.nn.backbones import build_backbone_for
 from refseg_lib.nn.coords import append_coordinates
 from refseg_lib.nn.sru import SRU, MultimodalSRU, run_recurrent
 
@@ -205,22 +205,13 @@ def _recurrent(cell: str, input_size: int, hidden_size: int, layers: int,
 
 
 def _visual_module(config: DMNConfig) -> tuple[nn.Module, list[int]]:
-    """The backbone and the indices of I_1..I_N (strides 2..2^N) among its outputs.
-
-    Only the maps the model reads are requested, so that every parameter gets a gradient
-    (DDP requires it): I_N alone without the UM or its skip connections.
-    """
-    backbone = build_backbone(config.backbone, config.pretrained, **config.backbone_kwargs)
+    """The backbone and the indices of I_1..I_N (strides 2..2^N) among its outputs, or of I_N
+    alone without the UM or its skip connections: only the maps the model reads."""
     strides = [2 ** n for n in range(1, config.num_scales + 1)]
-    if config.upsampling and config.skip_connections:
-        wanted = [backbone.level(s) for s in strides]
-    else:
-        wanted = [backbone.level(strides[-1])]
-    if wanted == list(range(len(backbone.strides))) or "out_indices" in config.backbone_kwargs:
-        return backbone, wanted
-    backbone = build_backbone(config.backbone, config.pretrained, out_indices=wanted,
+    if not (config.upsampling and config.skip_connections):
+        strides = strides[-1:]
+    return build_backbone_for(config.backbone, config.pretrained, strides,
                               **config.backbone_kwargs)
-    return backbone, list(range(len(wanted)))
 
 
 @register_model("dmn")

@@ -182,6 +182,23 @@ def list_backbones() -> list[str]:
     return ["small_cnn", *TIMM_BACKBONES]
 
 
+def build_backbone_for(name: str, pretrained: bool, strides: Sequence[int | None], **kwargs
+                       ) -> tuple[Backbone, list[int]]:
+    """A backbone for a model that reads the maps at ``strides`` (None: the deepest), and the
+    indices of those maps in its output.
+
+    When the deepest map read is not the backbone's deepest, the backbone is built again to stop
+    there, so that no parameter goes unused (DDP requires every parameter to get a gradient).
+    ``out_indices`` given in ``kwargs`` is kept as it is.
+    """
+    backbone = build_backbone(name, pretrained, **kwargs)
+    wanted = [backbone.level(stride) for stride in strides]
+    if max(wanted) == len(backbone.strides) - 1 or "out_indices" in kwargs:
+        return backbone, wanted
+    backbone = build_backbone(name, pretrained, out_indices=wanted, **kwargs)
+    return backbone, list(range(len(wanted)))
+
+
 def build_backbone(
     name: str, pretrained: bool = False, out_indices: Sequence[int] | None = None, **kwargs
 ) -> Backbone:
