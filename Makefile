@@ -19,6 +19,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -c "import torch" 2>/dev/null || \
 	  $(BIN)/python -m pip install -q $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[crf]" || \
+	  echo "note: the optional DenseCRF (pydensecrf2) did not build; CMSA evaluates without it"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (refseg)" >/dev/null
 	touch $@
 

@@ -548,13 +548,16 @@ class EvalResult:
 def evaluate(model: nn.Module, dataset: Dataset, collate_fn: Callable[[list], Batch], *,
              batch_size: int = 32, thresholds: Sequence[float] = (PRIMARY_THRESHOLD,),
              device: str | torch.device | None = None, progress: bool = True,
-             amp: str = "auto", num_workers: int = 0) -> EvalResult:
+             amp: str = "auto", num_workers: int = 0,
+             refine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+             ) -> EvalResult:
     """Score ``model`` on every sample of ``dataset``, in order.
 
     The model runs in eval mode without gradients (its mode is restored afterwards), under
     the same autocast as training; its logits are resized to each mask and binarised at 0.5
     and at every extra threshold. ``device=None`` keeps the model where it is; a device moves
-    it there. Box metrics (Acc@0.5, IE) are added when the model predicts boxes.
+    it there. Box metrics (Acc@0.5, IE) are added when the model predicts boxes. ``refine``
+    maps (images, logits at mask size) to refined logits (``postprocess.crf_refine``).
     """
     device = _model_device(model) if device is None else pick_device(device)
     model.to(device)
@@ -571,6 +574,8 @@ def evaluate(model: nn.Module, dataset: Dataset, collate_fn: Callable[[list], Ba
             with _autocast(device, dtype):
                 output = model(batch.images, batch.tokens, batch.lengths)
             logits = resize_logits(output.mask_logits.float(), batch.masks.shape[-2:])
+            if refine is not None:
+                logits = refine(batch.images, logits)
             has_box = output.box is not None
             meter.update(logits, batch.masks, batch.tags,
                          pred_boxes=output.box.float() if has_box else None,

@@ -59,4 +59,5 @@ def build_model(name: str, **cfg) -> nn.Module:
 def _import_builtin_models() -> None:
     """Import the model modules so that their ``@register_model`` decorators run."""
     import refseg_lib.models.baselines  # noqa: F401
+    import refseg_lib.models.cmsa  # noqa: F401
     import refseg_lib.models.dmn  # noqa: F401
