@@ -113,9 +113,6 @@ class CMSAConfig:
                                      ("language", self.language, LANGUAGES)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-        if self.fusion != "none" and len(self.key_dims) < 2:
-            raise ValueError(f"fusion {self.fusion!r} fuses levels: key_dims needs one entry per "
-                             f"level (at least 2), got {self.key_dims}; or use fusion='none'")
 
     @property
     def num_levels(self) -> int:
