@@ -174,16 +174,23 @@ def _attend_full(q, k, v, valid):
     batch, n, p, _ = q.shape
     keys = valid[:, :, None].expand(batch, n, p).reshape(batch, 1, 1, n * p)
     flat = [x.reshape(batch, 1, n * p, x.shape[-1]) for x in (q, k, v)]
-    out = F.scaled_dot_product_attention(*flat, attn_mask=keys, scale=1.0)
+    out = F.scaled_dot_product_attention(*flat, attn_mask=_additive(keys, q.dtype), scale=1.0)
     return out.view(batch, n, p, v.shape[-1])
 
 
 def _attend_word(q, k, v, valid):
     """Each (n, p) over the words n' at its own pixel (p' = p)."""
-    mask = valid[:, None, None, :]  # (B, 1, 1, N') over the keys
+    mask = _additive(valid[:, None, None, :], q.dtype)  # (B, 1, 1, N') over the keys
     out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
                                          attn_mask=mask, scale=1.0)  # (B, P, N, d)
     return out.transpose(1, 2)
+
+
+def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A boolean key mask as a finite additive one: a large negative number, not -inf, so that
+    a fused kernel meeting a block of padded keys never computes -inf - (-inf)."""
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
+        ~allowed, torch.finfo(dtype).min / 2)
 
 
 def _attend_pixel(q, k, v, valid):
