@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_dmn import VOCAB, inputs  # one random padded batch for the model tests
 
 from refseg_lib.data.text import PAD_INDEX
 from refseg_lib.experiments import PAPER_TRAIN, run_cmsa
@@ -16,18 +17,6 @@ from refseg_lib.models.cmsa import (
     GatedFusion,
     multimodal_features,
 )
-
-VOCAB = 20
-
-
-def inputs(batch=3, size=64, steps=5, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    images = torch.rand(batch, 3, size, size, generator=generator)
-    tokens = torch.randint(2, VOCAB, (batch, steps), generator=generator)
-    lengths = torch.tensor([steps, 3, 1][:batch])
-    for row, length in enumerate(lengths):
-        tokens[row, length:] = PAD_INDEX
-    return images, tokens, lengths
 
 
 def reference_attention(module: CrossModalSelfAttention, visual, words, lengths):
@@ -125,7 +114,7 @@ def test_gated_fusion_equals_eqs_5_and_6_forward_and_gradients(self_gated):
 def test_every_variant_runs_and_trains_every_parameter(variant):
     torch.manual_seed(0)
     model = build_model("cmsa", vocab_size=VOCAB, **VARIANTS[variant][0])
-    out = model(*inputs())
+    out = model(*inputs(steps=5))
     assert out.mask_logits.shape == (3, 8, 8)
     out.mask_logits.square().mean().backward()
     unused = [name for name, p in model.named_parameters() if p.grad is None]
@@ -136,7 +125,7 @@ def test_every_variant_runs_and_trains_every_parameter(variant):
 def test_padding_does_not_change_the_prediction(variant):
     torch.manual_seed(0)
     model = build_model("cmsa", vocab_size=VOCAB, **VARIANTS[variant][0]).eval()
-    images, tokens, lengths = inputs()
+    images, tokens, lengths = inputs(steps=5)
     longer = torch.cat([tokens, torch.full((3, 3), PAD_INDEX)], dim=1)
     with torch.no_grad():
         torch.testing.assert_close(model(images, tokens, lengths).mask_logits,
@@ -146,7 +135,7 @@ def test_padding_does_not_change_the_prediction(variant):
 def test_the_prediction_depends_on_the_sentence_and_word_attention_is_reported():
     torch.manual_seed(0)
     model = build_model("cmsa", vocab_size=VOCAB).eval()
-    images, tokens, lengths = inputs()
+    images, tokens, lengths = inputs(steps=5)
     other = tokens.clone()
     other[0, 0] = (tokens[0, 0] + 1) % VOCAB or 2
     with torch.no_grad():

@@ -50,6 +50,7 @@ Choices where the paper is silent or the official code (lwye/CMSA-Net) differs:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -296,6 +297,11 @@ class ConvLSTMFusion(nn.Module):
         return out[-1], {}
 
 
+# Table 3's fusions: (channels, levels) -> module mapping the level maps to (fused, maps)
+_FUSION_MODULES = {"gated": GatedFusion, "self_gated": partial(GatedFusion, self_gated=True),
+                   "ppm": PyramidPooling, "deconv": DeconvFusion, "convlstm": ConvLSTMFusion}
+
+
 class CMSA(nn.Module):
     """``model(images, tokens, lengths) -> ModelOutput`` with logits at the levels' size."""
 
@@ -322,12 +328,8 @@ class CMSA(nn.Module):
         self.reduce = nn.ModuleList(  # each level to fusion_dim channels (sec. 3.3)
             nn.Sequential(nn.Conv2d(ch + c.embed_dim + 8, c.fusion_dim, 1), nn.ReLU())
             for ch in channels)
-        fusions = {"gated": lambda: GatedFusion(c.fusion_dim, levels),
-                   "self_gated": lambda: GatedFusion(c.fusion_dim, levels, self_gated=True),
-                   "ppm": lambda: PyramidPooling(c.fusion_dim, levels),
-                   "deconv": lambda: DeconvFusion(c.fusion_dim, levels),
-                   "convlstm": lambda: ConvLSTMFusion(c.fusion_dim, levels)}
-        self.fusion = fusions[c.fusion]() if c.fusion != "none" else None
+        fusion = _FUSION_MODULES.get(c.fusion)  # None: the deepest level alone
+        self.fusion = fusion(c.fusion_dim, levels) if fusion else None
         self.classifier = nn.Conv2d(c.fusion_dim, 1, 3, padding=1)  # eq. (6)
 
     def language(self, tokens, lengths):
