@@ -68,6 +68,22 @@ def test_attention_equals_eqs_1_to_4_written_out_forward_and_gradients(attention
         torch.testing.assert_close(a, b)
 
 
+@pytest.mark.parametrize("attention", ["full", "word"])
+def test_long_padding_stays_finite_in_the_fused_kernels(attention):
+    """Quick-profile sizes (8x8 map, 20 words) with a 1-word sentence: over a thousand padded
+    keys in a row, whole key blocks of the fused CPU kernel masked (NaN with -inf masks)."""
+    torch.manual_seed(0)
+    module = CrossModalSelfAttention(16, 8, 8, attention)
+    visual = torch.randn(3, 16, 8, 8, requires_grad=True)
+    words = torch.randn(3, 20, 8, requires_grad=True)
+    lengths = torch.tensor([20, 3, 1])
+    ours, _ = module(visual, words, lengths)
+    torch.testing.assert_close(ours, reference_attention(module, visual, words, lengths),
+                               rtol=1e-4, atol=1e-4)
+    grads = torch.autograd.grad(ours.square().sum(), [visual, words, *module.parameters()])
+    assert all(torch.isfinite(g).all() for g in grads)
+
+
 def test_word_attention_mass_is_a_distribution_over_the_real_words():
     torch.manual_seed(0)
     module = CrossModalSelfAttention(6, 5, 4).eval()
