@@ -137,6 +137,21 @@ def test_every_variant_runs_and_trains_every_parameter(variant):
     assert not unused, f"parameters without gradient (DDP would fail): {unused}"
 
 
+@pytest.mark.parametrize(("single_level", "stride"), [(0, 8), (1, 16), (-1, 32)])
+def test_one_level_alone_reads_the_chosen_backbone_map(single_level, stride):
+    torch.manual_seed(0)
+    model = build_model("cmsa", vocab_size=VOCAB, fusion="none", single_level=single_level)
+    images = inputs(steps=5)[0]
+    seen = []
+    model.attention[0].register_forward_pre_hook(lambda _, args: seen.append(args[0].shape))
+    model(*inputs(steps=5))
+    level = model.backbone(images)[-3:][single_level]
+    assert images.shape[-1] // level.shape[-1] == stride
+    assert seen == [(3, level.shape[1], 8, 8)]  # brought to the stride-8 size
+    with pytest.raises(ValueError, match="single_level indexes the 3 levels"):
+        build_model("cmsa", vocab_size=VOCAB, fusion="none", single_level=3)
+
+
 @pytest.mark.parametrize("variant", ["base", "att_pair", "cmsa_s"])
 def test_padding_does_not_change_the_prediction(variant):
     torch.manual_seed(0)

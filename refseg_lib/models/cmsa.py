@@ -45,6 +45,11 @@ Choices where the paper is silent or the official code (lwye/CMSA-Net) differs:
   the levels deep to shallow, its last hidden state is the fused map), self-gated (G^i =
   m^i X^i, no other level).
 - CMSA-S: an LSTM over the embeddings, its last hidden state as the one "word" of eq. 1.
+- One level alone (Table 2, CMSA-W, CMSA-S): the paper's is res5, deep and, by dilation, at
+  stride 8 (40x40 at 320 px). The quick backbone cannot have both: its deepest map is 2x2 at
+  64 px, on which no variant left the all-background plateau in 3000 steps (0.7-3.3% val
+  IoU, measured), so the quick profile keeps the paper's resolution and reads the stride-8
+  level (``single_level=0``); the paper profile reads res5.
 """
 
 from __future__ import annotations
@@ -59,7 +64,7 @@ from torch import nn
 from refseg_lib.data.text import PAD_INDEX
 from refseg_lib.models.baselines import _build, check_inputs, encode_words
 from refseg_lib.models.registry import ModelOutput, register_model
-from refseg_lib.nn.backbones import build_backbone
+from refseg_lib.nn.backbones import build_backbone_last
 from refseg_lib.nn.convlstm import ConvLSTM
 from refseg_lib.nn.coords import append_coordinates
 
@@ -68,7 +73,8 @@ FUSIONS = ("none", "ppm", "deconv", "convlstm", "self_gated", "gated")
 LANGUAGES = ("words", "sentence")
 
 # Run variants: CMSAConfig flags and the row of the paper they stand for (Tables 2 and 3).
-# Table 2 and the top of Table 3 use one level (res5) and no fusion, as the paper's CMSA-W.
+# Table 2 and the top of Table 3 use one level and no fusion, as the paper's CMSA-W: res5 in
+# the paper profile, the stride-8 level in the quick one (``single_level``, module docstring).
 _SINGLE = {"fusion": "none"}
 VARIANTS: dict[str, tuple[dict, str]] = {
     "base": ({}, "CMSA+GF (the full model)"),
@@ -98,14 +104,17 @@ class CMSAConfig:
     fusion_dim: int = 500  # each level's 1x1 conv output, the width of eqs. 5-6
     attention: str = "full"  # Table 2
     language: str = "words"  # "sentence": CMSA-S (Table 3)
-    fusion: str = "gated"  # Table 3; "none": the deepest level alone (CMSA-W)
+    fusion: str = "gated"  # Table 3; "none": one level alone (CMSA-W), ``single_level``
+    single_level: int = -1  # with fusion "none": which of the levels, 0 shallow .. -1 deep
     backbone_kwargs: dict = field(default_factory=dict)
 
     @classmethod
     def quick(cls, **overrides) -> CMSAConfig:
-        """small_cnn (strides 8, 16, 32 resized to 8x8 for 64 px), widths 64, keys 16."""
+        """small_cnn (strides 8, 16, 32 resized to 8x8 for 64 px), widths 64, keys 16; one
+        level alone is the stride-8 one (the paper's single level is res5 at stride 8)."""
         defaults = dict(backbone="small_cnn", pretrained=False, embed_dim=64,
-                        deep_visual_dim=None, key_dims=(16, 16, 16), fusion_dim=64)
+                        deep_visual_dim=None, key_dims=(16, 16, 16), fusion_dim=64,
+                        single_level=0)
         return cls(**{**defaults, **overrides})
 
     def __post_init__(self) -> None:
@@ -114,10 +123,15 @@ class CMSAConfig:
                                      ("language", self.language, LANGUAGES)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        if not -len(self.key_dims) <= self.single_level < len(self.key_dims):
+            raise ValueError(f"single_level indexes the {len(self.key_dims)} levels, got "
+                             f"{self.single_level}")
 
     @property
-    def num_levels(self) -> int:
-        return 1 if self.fusion == "none" else len(self.key_dims)
+    def level_indices(self) -> list[int]:
+        """The levels that are read, among the last ``len(key_dims)`` maps, shallow to deep."""
+        levels = range(len(self.key_dims))
+        return [levels[self.single_level]] if self.fusion == "none" else list(levels)
 
 
 def multimodal_features(visual: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
@@ -308,27 +322,26 @@ class CMSA(nn.Module):
     def __init__(self, config: CMSAConfig):
         super().__init__()
         self.config = c = config
-        self.backbone = build_backbone(c.backbone, c.pretrained, **c.backbone_kwargs)
-        levels = len(c.key_dims)
-        if len(self.backbone.channels) < levels:
-            raise ValueError(f"CMSA reads the last {levels} maps; {c.backbone} has "
-                             f"{len(self.backbone.channels)}")
-        channels = self.backbone.channels[-levels:][-c.num_levels:]
+        levels, chosen = len(c.key_dims), c.level_indices
+        # the shallowest of the levels sets the size of all (below), so it is always computed
+        self.backbone, (self.size_map, *self.maps) = build_backbone_last(
+            c.backbone, c.pretrained, levels, [0, *chosen], **c.backbone_kwargs)
+        channels = [self.backbone.channels[i] for i in self.maps]
         self.embedding = nn.Embedding(c.vocab_size, c.embed_dim, padding_idx=PAD_INDEX)
         if c.language == "sentence":  # CMSA-S
             self.sentence = nn.LSTM(c.embed_dim, c.embed_dim)
         self.deep_projection = (nn.Conv2d(channels[-1], c.deep_visual_dim, 1)
-                                if c.deep_visual_dim else None)
+                                if c.deep_visual_dim and chosen[-1] == levels - 1 else None)
         if self.deep_projection is not None:
             channels = [*channels[:-1], c.deep_visual_dim]
-        keys = c.key_dims[-c.num_levels:]
+        keys = [c.key_dims[i] for i in chosen]
         self.attention = nn.ModuleList(
             CrossModalSelfAttention(ch, c.embed_dim, d, c.attention)
             for ch, d in zip(channels, keys, strict=True))
         self.reduce = nn.ModuleList(  # each level to fusion_dim channels (sec. 3.3)
             nn.Sequential(nn.Conv2d(ch + c.embed_dim + 8, c.fusion_dim, 1), nn.ReLU())
             for ch in channels)
-        fusion = _FUSION_MODULES.get(c.fusion)  # None: the deepest level alone
+        fusion = _FUSION_MODULES.get(c.fusion)  # None: one level alone (CMSA-W)
         self.fusion = fusion(c.fusion_dim, levels) if fusion else None
         self.classifier = nn.Conv2d(c.fusion_dim, 1, 3, padding=1)  # eq. (6)
 
@@ -342,9 +355,9 @@ class CMSA(nn.Module):
     def level_features(self, images, tokens, lengths):
         """Eqs. (1)-(4) and the 1x1 reductions: X^i (B, fusion_dim, h, w) per level, shallow
         to deep, and the word attention mass per level (eval mode, full attention)."""
-        maps = self.backbone(images)[-len(self.config.key_dims):]
-        size = maps[0].shape[-2:]  # the shallowest level's: every level is brought to it
-        maps = maps[-self.config.num_levels:]
+        features = self.backbone(images)
+        size = features[self.size_map].shape[-2:]  # the shallowest level's: all are brought to it
+        maps = [features[i] for i in self.maps]
         if self.deep_projection is not None:
             maps[-1] = self.deep_projection(maps[-1])
         words, lengths = self.language(tokens, lengths)

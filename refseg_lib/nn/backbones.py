@@ -192,11 +192,30 @@ def build_backbone_for(name: str, pretrained: bool, strides: Sequence[int | None
     ``out_indices`` given in ``kwargs`` is kept as it is.
     """
     backbone = build_backbone(name, pretrained, **kwargs)
-    wanted = [backbone.level(stride) for stride in strides]
+    return _stopped(backbone, name, pretrained, [backbone.level(s) for s in strides], kwargs)
+
+
+def build_backbone_last(name: str, pretrained: bool, last: int, picks: Sequence[int], **kwargs
+                        ) -> tuple[Backbone, list[int]]:
+    """As ``build_backbone_for``, for a model that reads ``picks`` (indices, negative from the
+    end) among the backbone's last ``last`` maps."""
+    backbone = build_backbone(name, pretrained, **kwargs)
+    if len(backbone.strides) < last:
+        raise ValueError(f"the model reads the last {last} maps; {name} has "
+                         f"{len(backbone.strides)}")
+    first = len(backbone.strides) - last
+    wanted = [first + range(last)[i] for i in picks]
+    return _stopped(backbone, name, pretrained, wanted, kwargs)
+
+
+def _stopped(backbone: Backbone, name: str, pretrained: bool, wanted: list[int], kwargs: dict
+             ) -> tuple[Backbone, list[int]]:
+    """``backbone`` rebuilt to stop at the deepest ``wanted`` map unless it already does."""
     if max(wanted) == len(backbone.strides) - 1 or "out_indices" in kwargs:
         return backbone, wanted
-    backbone = build_backbone(name, pretrained, out_indices=wanted, **kwargs)
-    return backbone, list(range(len(wanted)))
+    kept = sorted(set(wanted))
+    backbone = build_backbone(name, pretrained, out_indices=kept, **kwargs)
+    return backbone, [kept.index(i) for i in wanted]
 
 
 def build_backbone(
