@@ -30,6 +30,8 @@ reproduce: env
 
 ## Unit tests and every notebook under nbval (2 workers, one kernel per notebook).
 test: env
+	@$(BIN)/python -c "import torch; print('torch', torch.__version__, 'threads', \
+	  torch.get_num_threads(), torch.backends.cpu.get_cpu_capability())"
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -n 2 --dist loadfile \
 	  --nbval --nbval-sanitize-with .ci/nbval_sanitize.cfg --nbval-cell-timeout 600 $(PYTEST_ARGS)
 

@@ -40,7 +40,14 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from refseg_lib.metrics import PRIMARY_THRESHOLD
-from refseg_lib.paper_numbers import GREF_GOOGLE, OVERALL_IOU, REFERIT, paper_numbers
+from refseg_lib.paper_numbers import (
+    GREF_GOOGLE,
+    OVERALL_IOU,
+    REFERIT,
+    UNC,
+    UNC_PLUS,
+    paper_numbers,
+)
 from refseg_lib.paths import reports_dir
 
 RUN_KEYS = ("model", "variant", "dataset", "style", "split", "profile")
@@ -706,7 +713,7 @@ CMSA_TABLE_3_RUNS = {
 # The full model of each paper beside the other models of the course, on one harness
 CMSA_VERSUS_RUNS = {("lstm_cnn", "base"): "LSTM-CNN", ("dmn", "base"): "DMN",
                     ("cmsa", "base"): "CMSA+GF"}
-_CMSA_STYLE_DATASET = {"refshape": "UNC", "refshape+": "UNC+"}
+_CMSA_STYLE_DATASET = {"refshape": UNC, "refshape+": UNC_PLUS}
 
 
 def cmsa_tables(records: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -766,6 +773,8 @@ def cmsa_report(records: pd.DataFrame, out_dir: Path) -> list[Path]:
                      "values.",
                      "Quick profile: CMSA variants train 3000 steps (experiments.CMSA_STEPS), "
                      "DMN 3000 + 500 in two stages, LSTM-CNN 5000.",
+                     "One-level rows (Table 2, CMSA-W, CMSA-S) read the paper's res5 at stride 8; "
+                     "the quick profile reads its stride-8 level (CMSAConfig.single_level).",
                      *provenance_notes(related)]
             written += write_table(table, stem, f"{titles[name]} ({profile} profile)", notes,
                                    out_dir)

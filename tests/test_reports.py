@@ -270,6 +270,24 @@ def test_build_reports_is_a_pure_function_of_the_records(records, tmp_path):
     assert "(baselines.md)" in (tmp_path / "a" / "README.md").read_text()
 
 
+def test_cmsa_tables_from_records_put_the_styles_beside_unc_and_unc_plus():
+    pr = {f"Pr@{t}": 0.1 for t in (0.6, 0.7, 0.8, 0.9)}  # Table 3's columns
+    rows = [record("cmsa", s, v, variant="base", style=style, **pr)
+            for style, base in (("refshape", 0.3), ("refshape+", 0.2))
+            for s, v in (("val", base), ("testA", base + 0.05), ("testB", base - 0.05))]
+    rows += [record("cmsa", "val", 0.1, variant="cmsa_w", **pr),
+             record("dmn", "val", 0.4, variant="base")]
+    tables = reports.cmsa_tables(pd.DataFrame(rows))
+    assert set(tables) == {"table2", "table3", "versus", "styles"}  # CMSA-W is in both tables
+    assert list(tables["table2"].index) == ["Cross-modal self-attention"]
+    styles = tables["styles"]
+    assert styles.loc["refshape+", ("ours (%)", "testA")] == pytest.approx(25.0)
+    assert styles.loc["refshape", ("paper (%)", "val")] == 58.32  # CMSA Table 1, Ours, UNC
+    assert styles.loc["refshape+", ("paper (%)", "val")] == 43.76  # and UNC+
+    assert tables["versus"].loc["DMN", "val"] == pytest.approx(40.0)
+    assert tables["table3"].loc["CMSA-W", ("ours (%)", "overall_iou")] == pytest.approx(10.0)
+
+
 def test_build_reports_skips_reports_without_records(tmp_path):
     for frame in (pd.DataFrame(), pd.DataFrame([record("cmsa", "val", 0.5)])):
         written = build_reports(frame, tmp_path)
