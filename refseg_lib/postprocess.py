@@ -4,6 +4,9 @@
   that CMSA applies to its probabilities at test time (sec. 4.1, "for fair comparisons"), with
   the official code's settings. It needs the optional ``pydensecrf2`` package
   (``pip install -e ".[crf]"``; it builds from source with a C++ compiler).
+- ``roi_crop``, ``soft_nls``, ``asnls``: MCN's ways of using the predicted box on the mask
+  (sec. 3.3, Table 1): a hard crop, eq. 10 with fixed factors, eq. 11's factors from the box
+  score. MCN then binarises at ``MCN_THRESHOLD``.
 """
 
 from __future__ import annotations
@@ -46,3 +49,40 @@ def crf_refine(images: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     refined = np.stack([dense_crf(image, p) for image, p in zip(pixels, probabilities,
                                                                   strict=True)])
     return torch.logit(torch.from_numpy(refined), eps=1e-6).to(logits.device)
+
+
+MCN_THRESHOLD = 0.35  # MCN binarises the updated RES response at 0.35 (official code)
+
+
+def inside_box(boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, H, W) bool: the pixels whose centre lies in the xyxy box (B, 4), in pixel units."""
+    h, w = size
+    ys = torch.arange(h, device=boxes.device, dtype=boxes.dtype) + 0.5
+    xs = torch.arange(w, device=boxes.device, dtype=boxes.dtype) + 0.5
+    x0, y0, x1, y1 = (boxes[:, i, None, None] for i in range(4))
+    return ((xs >= x0) & (xs <= x1) & (ys[:, None] >= y0) & (ys[:, None] <= y1))
+
+
+def soft_nls(probability: torch.Tensor, boxes: torch.Tensor, up: float | torch.Tensor = 1.5,
+             dec: float | torch.Tensor = 0.5) -> torch.Tensor:
+    """Eq. 10, Soft Non-Located Suppression: o * up inside the box, o * dec outside.
+
+    probability (B, H, W), boxes (B, 4) xyxy in the map's pixels; ``up`` and ``dec`` scalars
+    or (B,) tensors. The result is not clipped (only its threshold matters)."""
+    up, dec = (torch.as_tensor(f, dtype=probability.dtype, device=probability.device)
+               .reshape(-1, 1, 1) for f in (up, dec))
+    inside = inside_box(boxes.to(probability.dtype), probability.shape[-2:])
+    return probability * torch.where(inside, up, dec)
+
+
+def asnls(probability: torch.Tensor, boxes: torch.Tensor, scores: torch.Tensor,
+          lambdas: tuple[float, float, float, float] = (-1.0, 2.0, 1.0, 0.0)) -> torch.Tensor:
+    """Eq. 11, Adaptive Soft-NLS: up = l_au p + l_bu, dec = l_ad p + l_bd with p the box
+    score (B,); the official lambdas (-1, 2, 1, 0) give up = 2 - p and dec = p."""
+    l_au, l_bu, l_ad, l_bd = lambdas
+    return soft_nls(probability, boxes, up=l_au * scores + l_bu, dec=l_ad * scores + l_bd)
+
+
+def roi_crop(probability: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """Table 1's hard processing: the response outside the box set to 0."""
+    return soft_nls(probability, boxes, up=1.0, dec=0.0)
