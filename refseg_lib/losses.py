@@ -77,5 +77,5 @@ def cem_loss(energy_s: torch.Tensor, energy_c: torch.Tensor, features_s: torch.T
         energy = n_c * log_s.sum(-1) + n_s * log_c.sum(-1) + log_t.sum((1, 2))
     else:
         joint = (log_s[:, :, None] + log_t + log_c[:, None, :]).flatten(1).logsumexp(-1)
-        energy = torch.logaddexp(joint, torch.full_like(joint, math.log(eps)))
+        energy = torch.logaddexp(joint, joint.new_tensor(math.log(eps)))
     return -energy.mean()

@@ -141,10 +141,11 @@ def test_every_variant_runs_and_trains_every_parameter(variant):
 def test_one_level_alone_reads_the_chosen_backbone_map(single_level, stride):
     torch.manual_seed(0)
     model = build_model("cmsa", vocab_size=VOCAB, fusion="none", single_level=single_level)
-    images = inputs(steps=5)[0]
+    batch = inputs(steps=5)
+    images = batch[0]
     seen = []
     model.attention[0].register_forward_pre_hook(lambda _, args: seen.append(args[0].shape))
-    model(*inputs(steps=5))
+    model(*batch)
     level = model.backbone(images)[-3:][single_level]
     assert images.shape[-1] // level.shape[-1] == stride
     assert seen == [(3, level.shape[1], 8, 8)]  # brought to the stride-8 size
