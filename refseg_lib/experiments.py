@@ -27,6 +27,7 @@ from refseg_lib.engine import (
     init_weights_from,
     seed_everything,
 )
+from refseg_lib.losses import mask_bce
 from refseg_lib.models import build_model
 from refseg_lib.paths import checkpoints_dir
 from refseg_lib.records import RunRecord, count_parameters, hardware_info, write_run_record
@@ -66,7 +67,14 @@ PAPER_TRAIN = {
     # biases at 2x lr, poly 0.9 down to 1e-5
     "cmsa": dict(lr=2.5e-4, weight_decay=5e-4, decay_biases=False, bias_lr_factor=2.0,
                  schedule="poly", poly_power=0.9, min_lr=1e-5),
+    # MCN sec. 4.3: Adam 1e-3, batch 35, 45 epochs, x0.1 at epochs 30, 35 and 40; epochs of
+    # RefCOCO's 120,624 training expressions (3,447 steps of 35)
+    "mcn": dict(lr=1e-3, batch_size=35, schedule="step", max_steps=45 * 3447,
+                milestones=(30 * 3447, 35 * 3447, 40 * 3447), gamma=0.1),
 }
+
+# The paper profile's image side where a paper gives its own (over PROFILES["paper"]).
+PAPER_IMAGE_SIZE = {"mcn": 416}  # MCN sec. 4.3 (YOLOv3's input)
 
 
 @dataclass
@@ -109,16 +117,23 @@ def run_experiment(model: str, *, variant: str = "base", dataset: str = "shapes"
                    train_overrides: dict | None = None, seed: int = 0,
                    root: str | Path | None = None, source: str = "", resume: bool = True,
                    init_from: str | Path | None = None, write_records: bool = True,
-                   progress: bool = True, eval_samples: int | None = None) -> Experiment:
+                   progress: bool = True, eval_samples: int | None = None,
+                   eval_settings: dict[str, dict] | None = None) -> Experiment:
     """Train ``model`` (a registry name) on ``dataset`` and evaluate it on ``eval_splits``.
 
     ``model_config`` goes to ``build_model`` (the variant's flags); ``train_overrides`` replaces
     fields of the profile's ``TrainConfig`` (e.g. ``{"max_steps": 200}``); ``init_from`` is the
     checkpoint of an earlier stage to start from (``checkpoint_path(...)`` of that run), loaded
     where names and shapes match (the run's own checkpoint, when resuming, takes precedence).
-    ``eval_samples`` caps each evaluation split (default: the profile's).
+    ``eval_samples`` caps each evaluation split (default: the profile's). ``eval_settings``
+    evaluates the trained model again with attributes set, each recorded as the variant plus
+    its key: ``{"+roi": {"postprocess": "roi"}}`` (MCN's Table 1), in ``evaluations`` under
+    ``"val+roi"``. A model with its own objective defines ``training_loss(output, batch)``
+    (MCN's eq. 12); the others train on ``losses.mask_bce``.
     """
     chosen = get_profile(profile)
+    if profile == "paper" and model in PAPER_IMAGE_SIZE:
+        chosen = dataclasses.replace(chosen, image_size=PAPER_IMAGE_SIZE[model])
     paper = PAPER_TRAIN.get(model, {}) if profile == "paper" else {}
     config = dataclasses.replace(chosen.train, seed=seed, **{**paper, **(train_overrides or {})})
     train_set = load_split(dataset, "train", chosen, style=style,
@@ -132,7 +147,8 @@ def run_experiment(model: str, *, variant: str = "base", dataset: str = "shapes"
     if not resume and path.exists():
         path.unlink()
     path.parent.mkdir(parents=True, exist_ok=True)
-    result = fit(net, train_set, collate, config, checkpoint_path=path, progress=progress)
+    result = fit(net, train_set, collate, config, checkpoint_path=path, progress=progress,
+                 loss_fn=getattr(net, "training_loss", mask_bce))
     evaluations, records = {}, []
     if not distributed_env().is_main:  # under torchrun, rank 0 evaluates and records
         return Experiment(net, vocabulary, collate, result, evaluations, records, path)
@@ -141,14 +157,22 @@ def run_experiment(model: str, *, variant: str = "base", dataset: str = "shapes"
         eval_set = load_split(dataset, split, chosen, style=style,
                               num_samples=eval_samples or chosen.eval_samples, seed=seed,
                               root=root)
-        evaluation = evaluate(net, eval_set, collate, batch_size=config.eval_batch_size,
-                              thresholds=config.eval_thresholds, progress=progress)
-        evaluations[split] = evaluation
-        if write_records:
+        for key, setting in (eval_settings or {"": {}}).items():
+            defaults = {name: getattr(net, name) for name in setting}
+            for name, value in setting.items():
+                setattr(net, name, value)
+            evaluation = evaluate(net, eval_set, collate, batch_size=config.eval_batch_size,
+                                  thresholds=config.eval_thresholds, progress=progress)
+            for name, value in defaults.items():
+                setattr(net, name, value)
+            evaluations[split + key] = evaluation
+            if not write_records:
+                continue
             record = RunRecord(
-                model=model, variant=variant, dataset=dataset,
+                model=model, variant=variant + key, dataset=dataset,
                 style=style if dataset == "shapes" else "", split=split, profile=profile,
                 config={"train": config.to_dict(), "model": model_config or {},
+                        "evaluation": setting,
                         "init_from": None if init_from is None else Path(init_from).name,
                         "initialised_tensors": len(initialised),
                         "image_size": chosen.image_size, "train_samples": len(train_set),
@@ -221,3 +245,33 @@ def run_cmsa(variant: str = "base", *, profile: str = "quick", suffix: str = "",
     return run_experiment("cmsa", variant=variant + suffix, profile=profile,
                           model_config={**VARIANTS[variant][0], **(model_config or {})},
                           train_overrides=overrides, **kwargs)
+
+
+# MCN quick profile: 3000 steps (decay at 80%) for each of its twelve runs, as CMSA's; MCN's
+# binarisation threshold 0.35 is evaluated beside the harness's 0.5.
+MCN_STEPS = {"quick": 3000, "paper": None}
+MCN_POSTPROCESS = {"+roi": {"postprocess": "roi"}, "+soft_nls": {"postprocess": "soft_nls"},
+                   "+asnls": {"postprocess": "asnls"}}
+
+
+def run_mcn(variant: str = "base", *, profile: str = "quick", suffix: str = "",
+            train_overrides: dict | None = None, model_config: dict | None = None,
+            **kwargs) -> Experiment:
+    """One MCN ``VARIANTS`` entry (Tables 2 and 3), recorded as ``<variant><suffix>`` and
+    evaluated at 0.5 and 0.35; a run with both a box and a mask is also evaluated with each
+    post-processing of Table 1 (records ``<variant><suffix>+roi``, ``+soft_nls``, ``+asnls``).
+    ``model_config`` adds to the variant's flags; ``kwargs`` go to ``run_experiment``."""
+    from refseg_lib.models.mcn import VARIANTS
+    from refseg_lib.postprocess import MCN_THRESHOLD
+
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown MCN variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    flags = {**VARIANTS[variant][0], **(model_config or {})}
+    overrides = {"eval_thresholds": (0.5, MCN_THRESHOLD), **(train_overrides or {})}
+    steps = MCN_STEPS[profile]
+    if steps is not None and "max_steps" not in overrides:
+        overrides.update(max_steps=steps, milestones=(int(0.8 * steps),))
+    both = flags.get("rec_scale", "13") is not None and flags.get("res_scale", "52") is not None
+    settings = {"": {}, **MCN_POSTPROCESS} if both else None
+    return run_experiment("mcn", variant=variant + suffix, profile=profile, model_config=flags,
+                          train_overrides=overrides, eval_settings=settings, **kwargs)

@@ -53,7 +53,7 @@ CEM_FORMS = ("paper", "code")
 
 def cem_loss(energy_s: torch.Tensor, energy_c: torch.Tensor, features_s: torch.Tensor,
              features_c: torch.Tensor, *, form: str = "paper", s_w: float = 0.5,
-             s_b: float = 0.5, eps: float = 1e-6) -> torch.Tensor:
+             s_b: float = 0.5, eps: float = 1e-6, per_pair: bool = False) -> torch.Tensor:
     """MCN's Consistency Energy Maximization (sec. 3.2, eqs. 5-9), averaged over the batch.
 
     energy_s (B, P_s) and energy_c (B, P_c): eq. 5's E_s = F_a^s W_s and E_c = F_a^c W_c over
@@ -65,7 +65,9 @@ def cem_loss(energy_s: torch.Tensor, energy_c: torch.Tensor, features_s: torch.T
     E' = softmax(E) (eq. 8's alpha is the softmax's normaliser), a sum of logs computed as
     log-softmaxes, never as the log of a product. ``form="code"``: the official code's
     -log(sum_ij E'_s(i) T(i, j) E'_c(j) + eps), the log of the expected consistency, computed
-    as a log-sum-exp. The two differ; notebook 06 compares them.
+    as a log-sum-exp. The two differ; notebook 06 compares them. ``per_pair`` divides the
+    paper's sum by its P_s P_c terms (same minimiser, on the scale of the other losses of eq. 12;
+    MCN trains with it).
     """
     if form not in CEM_FORMS:
         raise ValueError(f"form must be one of {CEM_FORMS}, got {form!r}")
@@ -75,7 +77,63 @@ def cem_loss(energy_s: torch.Tensor, energy_c: torch.Tensor, features_s: torch.T
     if form == "paper":  # eq. 9: every (i, j) pair, so each log-softmax is counted P times
         n_s, n_c = log_s.shape[-1], log_c.shape[-1]
         energy = n_c * log_s.sum(-1) + n_s * log_c.sum(-1) + log_t.sum((1, 2))
+        if per_pair:
+            energy = energy / (n_s * n_c)
     else:
         joint = (log_s[:, :, None] + log_t + log_c[:, None, :]).flatten(1).logsumexp(-1)
         energy = torch.logaddexp(joint, joint.new_tensor(math.log(eps)))
     return -energy.mean()
+
+
+def downsampled_mask_bce(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """MCN's eq. (3): BCE of the logits (B, h, w) against the ground truth brought down to
+    (h, w) (area averaging: the fraction of each cell the referent covers), summed over the map
+    as the paper writes it, averaged over the batch. In float32."""
+    logits = logits.float()
+    target = F.interpolate(masks[:, None].float(), size=logits.shape[-2:], mode="area")[:, 0]
+    loss = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    return loss.sum((1, 2)).mean()
+
+
+def rec_loss(raw: torch.Tensor, gt_boxes: torch.Tensor, anchors: torch.Tensor, stride: int,
+             image_size: tuple[int, int], ignore_iou: float = 0.5
+             ) -> tuple[torch.Tensor, dict[str, float]]:
+    """MCN's eq. (4), the YOLOv3 regression loss, summed over the map's anchors (h1 x w1 x N),
+    averaged over the batch. In float32.
+
+    raw (B, A, 5, h, w): (t_x, t_y, t_w, t_h, t_o) per anchor and cell (``nn.anchors``);
+    gt_boxes (B, 4) xyxy pixels, one referent per sample. The referent's positive is the cell
+    holding its centre and the anchor of best shape IoU (YOLOv3). Terms, as in the official
+    code: BCE of sigmoid(t_x, t_y) against the centre's offset in its cell, smooth-L1 of
+    (t_w, t_h) against log(w / w_a, h / h_a), both weighted by 2 - wh / (W H) (small boxes
+    count more); BCE of the scores against 1 at the positive and 0 elsewhere, except anchors
+    whose decoded box already overlaps the referent by IoU > ``ignore_iou`` (not penalised).
+    """
+    from refseg_lib.metrics import box_iou
+    from refseg_lib.nn.anchors import decode_boxes, wh_iou
+
+    raw, anchors, gt = raw.float(), anchors.float().to(raw.device), gt_boxes.float()
+    batch, num_anchors, _, h, w = raw.shape
+    size = (gt[:, 2:] - gt[:, :2]).clamp(min=1.0)  # (B, 2) w, h
+    centre = (gt[:, :2] + gt[:, 2:]) / 2 / stride  # (B, 2) in cells
+    col = centre[:, 0].floor().long().clamp(0, w - 1)
+    row = centre[:, 1].floor().long().clamp(0, h - 1)
+    anchor = wh_iou(size, anchors).argmax(1)  # (B,)
+    b = torch.arange(batch, device=raw.device)
+    positive = raw[b, anchor, :, row, col]  # (B, 5)
+    weight = 2.0 - size.prod(-1) / (image_size[0] * image_size[1])
+    offset = (centre - torch.stack([col, row], -1)).clamp(0, 1)
+    l_xy = F.binary_cross_entropy_with_logits(positive[:, :2], offset, reduction="none").sum(1)
+    l_wh = F.smooth_l1_loss(positive[:, 2:4], (size / anchors[anchor]).log(),
+                            reduction="none").sum(1)
+    boxes, logits = decode_boxes(raw.detach(), anchors, stride)  # (B, A, h, w, 4), (B, A, h, w)
+    overlap = box_iou(boxes.reshape(-1, 4), gt.repeat_interleave(num_anchors * h * w, 0))
+    overlap = overlap.to(raw.device)
+    target = torch.zeros_like(logits)
+    target[b, anchor, row, col] = 1.0
+    counted = (overlap.reshape(logits.shape) <= ignore_iou) | target.bool()
+    l_conf = (F.binary_cross_entropy_with_logits(raw[:, :, 4], target, reduction="none")
+              * counted).sum((1, 2, 3))
+    l_box = weight * (l_xy + l_wh)
+    return (l_box + l_conf).mean(), {"rec_box": float(l_box.detach().mean()),
+                                     "rec_conf": float(l_conf.detach().mean())}

@@ -61,3 +61,4 @@ def _import_builtin_models() -> None:
     import refseg_lib.models.baselines  # noqa: F401
     import refseg_lib.models.cmsa  # noqa: F401
     import refseg_lib.models.dmn  # noqa: F401
+    import refseg_lib.models.mcn  # noqa: F401
