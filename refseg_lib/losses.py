@@ -108,6 +108,7 @@ def rec_loss(raw: torch.Tensor, gt_boxes: torch.Tensor, anchors: torch.Tensor, s
     (t_w, t_h) against log(w / w_a, h / h_a), both weighted by 2 - wh / (W H) (small boxes
     count more); BCE of the scores against 1 at the positive and 0 elsewhere, except anchors
     whose decoded box already overlaps the referent by IoU > ``ignore_iou`` (not penalised).
+    The official code also halves the w/h term; we keep the paper's plain smooth-L1 (beta 1).
     """
     from refseg_lib.metrics import box_iou
     from refseg_lib.nn.anchors import decode_boxes, wh_iou
