@@ -716,6 +716,19 @@ CMSA_VERSUS_RUNS = {("lstm_cnn", "base"): "LSTM-CNN", ("dmn", "base"): "DMN",
 _CMSA_STYLE_DATASET = {"refshape": UNC, "refshape+": UNC_PLUS}
 
 
+def versus_table(runs: pd.DataFrame, rows: Mapping[tuple[str, str], str]
+                 ) -> pd.DataFrame | None:
+    """Overall IoU (%) per split of the runs ``rows`` names by (model, variant), on the style
+    with location words (not ``refshape+``); None when none of them is recorded."""
+    keyed = pd.Series(list(zip(runs["model"], runs["variant"], strict=True)), index=runs.index)
+    chosen = runs[keyed.isin(list(rows)) & (runs["style"] != "refshape+")]
+    if chosen.empty:
+        return None
+    labels = [rows[k] for k in zip(chosen["model"], chosen["variant"], strict=True)]
+    return results_table(chosen.assign(row=labels), index=("row",), metric="overall_iou",
+                         order={"row": list(rows.values())}) * 100
+
+
 def cmsa_tables(records: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Ours beside the paper, in percent, from the records of one benchmark and profile:
     ``table2`` and ``table3`` (CMSA variants, val), ``versus`` (LSTM-CNN, DMN, CMSA+GF; all
@@ -736,13 +749,9 @@ def cmsa_tables(records: pd.DataFrame) -> dict[str, pd.DataFrame]:
         ours = results_table(rows.assign(row=rows["variant"].map(mapping)), index=("row",),
                              columns=(), metric=metrics, order={"row": list(mapping.values())})
         tables[name] = beside_paper(ours, {r: PaperRef("CMSA", table, r) for r in ours.index})
-    keyed = pd.Series(list(zip(runs["model"], runs["variant"], strict=True)), index=runs.index)
-    versus = runs[keyed.isin(list(CMSA_VERSUS_RUNS)) & (runs["style"] != "refshape+")]
-    if not versus.empty:
-        tables["versus"] = results_table(
-            versus.assign(row=[CMSA_VERSUS_RUNS[k] for k in zip(
-                versus["model"], versus["variant"], strict=True)]), index=("row",),
-            metric="overall_iou", order={"row": list(CMSA_VERSUS_RUNS.values())}) * 100
+    versus = versus_table(runs, CMSA_VERSUS_RUNS)
+    if versus is not None:
+        tables["versus"] = versus
     base = cmsa[cmsa["variant"] == "base"]
     if base["style"].nunique() > 1:
         ours = results_table(base, index=("style",), metric="overall_iou")
@@ -830,13 +839,9 @@ def mcn_tables(records: pd.DataFrame) -> dict[str, pd.DataFrame]:
         refs = {r: PaperRef("MCN", table, r, UNC) for r in ours.index
                 if "code" not in r}
         tables[name] = beside_paper(ours, refs)
-    keyed = pd.Series(list(zip(runs["model"], runs["variant"], strict=True)), index=runs.index)
-    versus = runs[keyed.isin(list(MCN_VERSUS_RUNS)) & (runs["style"] != "refshape+")]
-    if not versus.empty and (versus["model"] == "mcn").any():
-        tables["versus"] = results_table(
-            versus.assign(row=[MCN_VERSUS_RUNS[k] for k in zip(
-                versus["model"], versus["variant"], strict=True)]), index=("row",),
-            metric="overall_iou", order={"row": list(MCN_VERSUS_RUNS.values())}) * 100
+    versus = versus_table(runs, MCN_VERSUS_RUNS) if not mcn.empty else None
+    if versus is not None:
+        tables["versus"] = versus
     return tables
 
 

@@ -288,6 +288,29 @@ def test_cmsa_tables_from_records_put_the_styles_beside_unc_and_unc_plus():
     assert tables["table3"].loc["CMSA-W", ("ours (%)", "overall_iou")] == pytest.approx(10.0)
 
 
+def test_mcn_tables_from_records_follow_the_paper_rows_and_metrics():
+    at = {f"{m}@0.35": 0.2 for m in ("mean_iou", "overall_iou", "IE")}
+    at |= {f"Pr@{t}@0.35": 0.1 for t in (0.5, 0.6, 0.7, 0.8, 0.9)}
+    rows = [record("mcn", "val", 0.1, variant=v, **{**at, "Acc@0.5": acc})
+            for v, acc in (("cem", 0.3), ("cem+asnls", 0.3), ("base", 0.4),
+                           ("cem_code", 0.35), ("single_rec_13", 0.25))]
+    rows += [record("mcn", "val", 0.0, variant="single_res_52", **{"mean_iou@0.35": 0.15}),
+             record("dmn", "val", 0.5, variant="base")]
+    tables = reports.mcn_tables(pd.DataFrame(rows))
+    assert set(tables) == {"table1", "table2", "table3", "versus"}
+    table_1 = tables["table1"]
+    assert list(table_1.index) == ["w.o. post-processing", "ASNLS (ours)"]
+    assert table_1.loc["ASNLS (ours)", ("paper (%)", "mean_iou@0.35")] == 62.44
+    assert table_1.loc["ASNLS (ours)", ("paper (%)", "IE@0.35")] == 6.65
+    table_2 = tables["table2"]
+    assert table_2.loc["+CEM (code's form)", ("source", "")] == reports.MISSING  # no paper row
+    assert table_2.loc["MCN (Base)", ("ours (%)", "Acc@0.5")] == pytest.approx(40.0)
+    table_3 = tables["table3"]
+    assert math.isnan(table_3.loc["Single_REC (scale=13^2)", ("ours (%)", "mean_iou@0.35")])
+    assert table_3.loc["Single_RES (scale=52^2)", ("paper (%)", "mean_iou@0.35")] == 57.91
+    assert list(tables["versus"].index) == ["DMN", "MCN", "MCN+ASNLS"]
+
+
 def test_build_reports_skips_reports_without_records(tmp_path):
     for frame in (pd.DataFrame(), pd.DataFrame([record("cmsa", "val", 0.5)])):
         written = build_reports(frame, tmp_path)
