@@ -159,12 +159,14 @@ def run_experiment(model: str, *, variant: str = "base", dataset: str = "shapes"
                               root=root)
         for key, setting in (eval_settings or {"": {}}).items():
             defaults = {name: getattr(net, name) for name in setting}
-            for name, value in setting.items():
-                setattr(net, name, value)
-            evaluation = evaluate(net, eval_set, collate, batch_size=config.eval_batch_size,
-                                  thresholds=config.eval_thresholds, progress=progress)
-            for name, value in defaults.items():
-                setattr(net, name, value)
+            try:
+                for name, value in setting.items():
+                    setattr(net, name, value)
+                evaluation = evaluate(net, eval_set, collate, batch_size=config.eval_batch_size,
+                                      thresholds=config.eval_thresholds, progress=progress)
+            finally:
+                for name, value in defaults.items():
+                    setattr(net, name, value)
             evaluations[split + key] = evaluation
             if not write_records:
                 continue
