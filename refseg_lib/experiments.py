@@ -29,6 +29,7 @@ from refseg_lib.engine import (
 )
 from refseg_lib.losses import mask_bce
 from refseg_lib.models import build_model
+from refseg_lib.models.registry import model_takes
 from refseg_lib.paths import checkpoints_dir
 from refseg_lib.records import RunRecord, count_parameters, hardware_info, write_run_record
 
@@ -141,7 +142,9 @@ def run_experiment(model: str, *, variant: str = "base", dataset: str = "shapes"
     vocabulary = Vocabulary.build(train_set.sentences)
     collate = Collate(vocabulary, dataset=dataset)
     seed_everything(seed)  # the initial weights depend on the seed alone, not on earlier draws
-    net = build_model(model, profile=profile, vocab_size=len(vocabulary), **(model_config or {}))
+    words = {"words": tuple(vocabulary.itos)} if model_takes(model, "words") else {}
+    net = build_model(model, profile=profile, vocab_size=len(vocabulary), **words,
+                      **(model_config or {}))
     initialised = [] if init_from is None else init_weights_from(net, init_from)
     path = checkpoint_path(model, variant, dataset, style, profile)
     if not resume and path.exists():

