@@ -110,7 +110,7 @@ def rec_loss(raw: torch.Tensor, gt_boxes: torch.Tensor, anchors: torch.Tensor, s
     whose decoded box already overlaps the referent by IoU > ``ignore_iou`` (not penalised).
     The official code also halves the w/h term; we keep the paper's plain smooth-L1 (beta 1).
     """
-    from refseg_lib.metrics import box_iou
+    from refseg_lib.metrics import box_intersection_union
     from refseg_lib.nn.anchors import decode_boxes, wh_iou
 
     raw, anchors, gt = raw.float(), anchors.float().to(raw.device), gt_boxes.float()
@@ -128,8 +128,9 @@ def rec_loss(raw: torch.Tensor, gt_boxes: torch.Tensor, anchors: torch.Tensor, s
     l_wh = F.smooth_l1_loss(positive[:, 2:4], (size / anchors[anchor]).log(),
                             reduction="none").sum(1)
     boxes, logits = decode_boxes(raw.detach(), anchors, stride)  # (B, A, h, w, 4), (B, A, h, w)
-    overlap = box_iou(boxes.reshape(-1, 4), gt.repeat_interleave(num_anchors * h * w, 0))
-    overlap = overlap.to(raw.device)
+    inter, union = box_intersection_union(boxes.reshape(-1, 4),
+                                          gt.repeat_interleave(num_anchors * h * w, 0))
+    overlap = torch.where(union > 0, inter / union.clamp(min=1e-12), 0.0)  # on the device
     target = torch.zeros_like(logits)
     target[b, anchor, row, col] = 1.0
     counted = (overlap.reshape(logits.shape) <= ignore_iou) | target.bool()

@@ -162,14 +162,20 @@ def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         raise ValueError(
             f"boxes must both be (B, 4) xyxy, got {tuple(a.shape)} and {tuple(b.shape)}"
         )
-    a, b = a.detach().cpu().double(), b.detach().cpu().double()
+    return iou_from_counts(*box_intersection_union(a.detach().cpu().double(),
+                                                   b.detach().cpu().double()))
+
+
+def box_intersection_union(a: torch.Tensor, b: torch.Tensor
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pair intersection and union areas (B,) of xyxy boxes (B, 4), on their device and in
+    their dtype (``box_iou`` for metrics; MCN's REC loss uses it on the training device)."""
     wh_a = (a[:, 2:] - a[:, :2]).clamp(min=0)  # (B, 2)
     wh_b = (b[:, 2:] - b[:, :2]).clamp(min=0)  # (B, 2)
     top_left = torch.maximum(a[:, :2], b[:, :2])  # (B, 2)
     bottom_right = torch.minimum(a[:, 2:], b[:, 2:])  # (B, 2)
     inter = (bottom_right - top_left).clamp(min=0).prod(dim=1)  # (B,)
-    union = wh_a.prod(dim=1) + wh_b.prod(dim=1) - inter  # (B,)
-    return iou_from_counts(inter, union)
+    return inter, wh_a.prod(dim=1) + wh_b.prod(dim=1) - inter
 
 
 def accuracy_at(box_ious: torch.Tensor, threshold: float = 0.5, *, strict: bool = False) -> float:

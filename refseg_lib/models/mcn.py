@@ -238,9 +238,9 @@ class ASPP(nn.Module):
 class Branch(nn.Module):
     """A branch's 1x1 to proj_dim and its GARAN (or none)."""
 
-    def __init__(self, channels: int, proj: int, text_dim: int, garan: bool, heads: int):
+    def __init__(self, proj: int, text_dim: int, garan: bool, heads: int):
         super().__init__()
-        self.reduce = cbl(channels, proj)
+        self.reduce = cbl(proj, proj)
         self.garan = GARAN(proj, text_dim, heads) if garan else None
 
     def forward(self, x, text):
@@ -274,7 +274,7 @@ class MCN(nn.Module):
         if c.uses_bottom_up:  # eq. 2 backwards: F'_m2 = [pool(F_m3), F_m2], F'_m1 likewise
             self.bottom_up = nn.ModuleList(nn.ModuleList([cbl(p, half), cbl(p, half)])
                                            for _ in range(2))
-        heads = (p, p, c.gru_dim, c.garan, c.garan_heads)
+        heads = (p, c.gru_dim, c.garan, c.garan_heads)
         self.rec_branch = (Branch(*heads) if c.rec_scale and not c.shared_branch else None)
         self.res_branch = Branch(*heads) if c.res_scale else None
         self.register_buffer("anchors", torch.tensor(c.anchors, dtype=torch.float32),

@@ -88,26 +88,17 @@ class PretrainedWordEncoder(nn.Module):
                   tokenizer.convert_tokens_to_ids(tokenizer.tokenize(w)) or [unk] for w in words]
         self.unknown_words = [w for w, p in zip(words, pieces, strict=True)
                               if w != UNK and p == [unk]]
-        width = max(len(p) for p in pieces)
-        table = torch.full((len(words), max(width, 1)), -1, dtype=torch.long)
-        for index, piece_ids in enumerate(pieces):
-            table[index, :len(piece_ids)] = torch.tensor(piece_ids)
-        self.register_buffer("pieces", table, persistent=False)  # (V, K), -1 = none
+        self.pieces = pieces  # per vocabulary index, its piece ids ([] for padding)
         if freeze:
             self.model.requires_grad_(False)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         batch, steps = tokens.shape
         rows, owners = [], []
-        for b in range(batch):
-            ids, owner = [self.cls_id], [-1]
-            for t in range(int(lengths[b])):
-                word = self.pieces[tokens[b, t]]
-                word = word[word >= 0].tolist()
-                ids += word
-                owner += [t] * len(word)
-            rows.append(ids + [self.sep_id])
-            owners.append(owner + [-1])
+        for sentence, length in zip(tokens.tolist(), lengths.tolist(), strict=True):
+            words = [self.pieces[index] for index in sentence[:length]]
+            rows.append([self.cls_id, *(i for word in words for i in word), self.sep_id])
+            owners.append([-1, *(t for t, word in enumerate(words) for _ in word), -1])
         width = max(len(r) for r in rows)
         ids = torch.full((batch, width), self.pad_id, dtype=torch.long, device=tokens.device)
         owner = torch.full((batch, width), -1, dtype=torch.long, device=tokens.device)
