@@ -1,7 +1,8 @@
 """The papers' published numbers, as data: one ``PaperNumber`` per figure, with its source.
 
 Every value below was copied from the paper texts in ``shared/papers/`` (DMN ECCV 2018, CMSA
-CVPR 2019, MCN CVPR 2020) and checked against SPECS.md. The tables are laid out as in the
+CVPR 2019, MCN CVPR 2020) and checked against SPECS.md; M3Att's (TIP 2023, abstract only)
+come from its authors' survey, as its section says. The tables are laid out as in the
 papers (one ``_grid`` call per table, one tuple per row, in the paper's column order) so that
 a reader can check them line by line; ``None`` marks a cell the paper leaves blank.
 
@@ -67,7 +68,7 @@ PR = tuple(f"Pr@{x}" for x in ("0.5", "0.6", "0.7", "0.8", "0.9"))
 class PaperNumber:
     """One published figure: where it is printed, what it measures, and its value."""
 
-    paper: str  # "DMN", "CMSA" or "MCN"
+    paper: str  # "DMN", "CMSA", "MCN" or "M3Att"
     table: str  # "Table 1", or "Sec. 5.3" for a figure given in the text
     row: str  # the row label as printed (reference numbers are the paper's own)
     dataset: str  # one of the benchmark names above, or NOT_APPLICABLE
@@ -337,10 +338,29 @@ MCN_TABLE_5 = _grid(
     "CMSA's overall IoU beside MCN's mean IoU); " + _MCN_IOU_NOTE + "; " + _MCN_REFCOCOG_NOTE,
 )
 
+# ---------------------------------------------------------------------------------------------
+# M3Att: Liu, Ding, Zhang, Jiang, "Multi-Modal Mutual Attention and Iterative Interaction for
+# Referring Image Segmentation", IEEE TIP 32, 2023. Only the abstract is held here and the
+# paper's tables could not be read (notebook 07's design note); its main row is quoted by two
+# of its authors' survey (Ding, Tang, He, Liu, Wu, Jiang, "Multimodal Referring Segmentation: A
+# Survey", arXiv 2508.00265v2, Appendix Table 2). No ablation number is available.
+# ---------------------------------------------------------------------------------------------
+
+M3ATT_SURVEY = _grid(
+    "M3Att", "Survey Table 2",
+    columns=[_Column(d, s, OVERALL_IOU) for d, s in _MCN_SPLITS],
+    rows={"M3Att [99] [TIP'23]": (73.60, 76.23, 70.36, 65.34, 70.50, 56.98, 64.92, 67.37)},
+    note="quoted from arXiv 2508.00265 (not from the paper itself); the survey's caption says "
+    "mIoU, but the same table lists LAVT's, DMN's and CMSA's overall IoU under it (and MCN's "
+    "mean IoU), so the metric is uncertain; filed as overall IoU, the main metric of the LAVT "
+    "family M3Att compares with; RefCOCOg is the UMD partition",
+)
+
 PAPER_NUMBERS: tuple[PaperNumber, ...] = (
     DMN_TABLE_1 + DMN_TABLE_2 + DMN_SRU_VS_LSTM
     + CMSA_TABLE_1 + CMSA_TABLE_2 + CMSA_TABLE_3
     + MCN_TABLE_1 + MCN_TABLE_2 + MCN_TABLE_3 + MCN_TABLE_4 + MCN_TABLE_5
+    + M3ATT_SURVEY
 )
 
 FIELDS = tuple(f.name for f in fields(PaperNumber))

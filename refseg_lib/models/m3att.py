@@ -32,6 +32,7 @@ language-side queries (one per word) and V (B, P, d) the vision tokens:
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -44,7 +45,11 @@ from refseg_lib.models.baselines import _build, check_inputs
 from refseg_lib.models.registry import ModelOutput, register_model
 from refseg_lib.nn.backbones import build_backbone_for
 from refseg_lib.nn.coords import append_coordinates
-from refseg_lib.nn.text_encoders import PretrainedWordEncoder, TransformerTextEncoder
+from refseg_lib.nn.text_encoders import (
+    PretrainedWordEncoder,
+    TransformerTextEncoder,
+    minilm_directory,
+)
 
 
 def _affinity(q: torch.Tensor, k: torch.Tensor, word_valid: torch.Tensor) -> torch.Tensor:
@@ -137,7 +142,7 @@ VARIANTS: dict[str, tuple[dict, str]] = {
     "imi": ({"mutual": True, "interact": True, "lfr_weight": 0.0}, "+IMI"),
     "lfr": ({"mutual": True, "interact": True}, "+LFR (the full model)"),
 }
-TEXT_ENCODERS = ("scratch", "minilm")
+TEXT_ENCODERS = ("scratch", "minilm", "auto")
 
 
 @dataclass
@@ -151,8 +156,11 @@ class M3AttConfig:
     dim: int = 256
     heads: int = 8  # the transformer layers of the encoders
     vision_layers: int = 1  # transformer layers over the stride-8 tokens
-    text_encoder: str = "minilm"  # "scratch" (trained here) or "minilm" (pretrained, [minilm])
+    # "scratch" (trained here), "minilm" (pretrained, the [minilm] extra; an error without it)
+    # or "auto" (MiniLM where installed, else the scratch encoder with a warning)
+    text_encoder: str = "auto"
     text_layers: int = 2  # the scratch encoder's depth
+    freeze_text: bool = False  # keep the pretrained encoder's weights fixed
     decoder_layers: int = 3
     mutual: bool = True  # M3Att (False: the generic cross-attention)
     interact: bool = True  # IMI
@@ -171,7 +179,7 @@ class M3AttConfig:
         if self.text_encoder not in TEXT_ENCODERS:
             raise ValueError(f"text_encoder must be one of {TEXT_ENCODERS}, got "
                              f"{self.text_encoder!r}")
-        if self.text_encoder == "minilm" and self.words is None:
+        if self.text_encoder != "scratch" and self.words is None:
             raise ValueError("the pretrained encoder reads our vocabulary's words: pass "
                              "words=tuple(vocabulary.itos) (run_experiment does)")
         if self.interact and not self.mutual:
@@ -192,11 +200,19 @@ class M3AttModel(nn.Module):
             nn.TransformerEncoderLayer(c.dim, c.heads, 4 * c.dim, 0.1, batch_first=True,
                                        norm_first=True), c.vision_layers,
             enable_nested_tensor=False)
-        if c.text_encoder == "scratch":
+        self.text_encoder = c.text_encoder  # the one built ("auto" resolves to one of the two)
+        if c.text_encoder == "auto":
+            try:
+                minilm_directory()
+                self.text_encoder = "minilm"
+            except ImportError as error:
+                warnings.warn(f"{error}. Using the from-scratch encoder instead.", stacklevel=2)
+                self.text_encoder = "scratch"
+        if self.text_encoder == "scratch":
             self.text = TransformerTextEncoder(c.vocab_size, c.dim, c.text_layers, c.heads)
             text_dim = c.dim
         else:
-            self.text = PretrainedWordEncoder(c.words)
+            self.text = PretrainedWordEncoder(c.words, freeze=c.freeze_text)
             text_dim = self.text.dim
         self.text_project = nn.Linear(text_dim, c.dim)
         self.decoder = nn.ModuleList(M3DecLayer(c.dim, c.mutual, c.interact)
@@ -226,7 +242,7 @@ class M3AttModel(nn.Module):
         sentence = (words * weights).sum(1) / weights.sum(1)  # (B, d): the real words' mean
         maps = self.mask_features(vision.transpose(1, 2).reshape(b, -1, h, w))
         logits = torch.einsum("bchw,bc->bhw", maps, self.mask_query(sentence))
-        aux = {"valid": valid}
+        aux = {"valid": valid, "words": words, "decoder_input": self.text_project(encoded)}
         if self.reconstruct is not None:
             aux.update(reconstructed=self.reconstruct(words), encoded=encoded)
         return ModelOutput(mask_logits=logits / math.sqrt(self.config.dim),
@@ -252,3 +268,82 @@ def m3att(profile: str = "quick", words: tuple[str, ...] | None = None, **cfg) -
         raise TypeError("m3att needs vocab_size=len(vocabulary)")
     words = None if words is None else tuple(words)
     return M3AttModel(_build(M3AttConfig, profile, {**cfg, "words": words}))
+
+
+# ---------------------------------------------------------------------------------------------
+# The LFR probe: how much of the expression can be read back from the decoder's output
+# ---------------------------------------------------------------------------------------------
+
+def ridge_probe(x: torch.Tensor, y: torch.Tensor, ridge: float = 1.0
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Least-squares linear map (with a bias) from features x (n, d) to targets y (n, k),
+    L2-penalised by ``ridge`` on the standardised features. Returns (the features' mean and
+    std (2, d), the weights (d + 1, k)) for ``_probe_apply``. Closed form: no seed, no
+    schedule."""
+    x, y = x.double(), y.double()
+    mean, std = x.mean(0), x.std(0).clamp(min=1e-6)
+    z = torch.cat([(x - mean) / std, torch.ones(len(x), 1, dtype=x.dtype)], 1)
+    gram = z.T @ z + ridge * torch.eye(z.shape[1], dtype=x.dtype)
+    return torch.stack([mean, std]), torch.linalg.solve(gram, z.T @ y)
+
+
+def _probe_apply(fit: tuple[torch.Tensor, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """The probe's predictions (n, k) for features x (n, d)."""
+    (mean, std), weights = fit
+    z = (x.double() - mean) / std
+    return torch.cat([z, torch.ones(len(z), 1, dtype=z.dtype)], 1) @ weights
+
+
+@torch.no_grad()
+def _decoder_words(model: M3AttModel, dataset, collate, batch_size: int = 64):
+    """(decoder output words, decoder input words, tokens) of the real words of ``dataset``,
+    and each sentence's mean decoder word with its tokens."""
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate)
+    device = next(model.parameters()).device
+    outs, ins, tokens, sentences, bags = [], [], [], [], []
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in loader:
+            batch = batch.to(device)
+            aux = model(batch.images, batch.tokens, batch.lengths).aux
+            valid = aux["valid"]
+            outs.append(aux["words"][valid].float().cpu())
+            ins.append(aux["decoder_input"][valid].float().cpu())
+            tokens.append(batch.tokens[valid].cpu())
+            weights = valid[..., None].float()
+            sentences.append(((aux["words"] * weights).sum(1) / weights.sum(1)).float().cpu())
+            bags += [set(t[:n]) for t, n in zip(batch.tokens.tolist(), batch.lengths.tolist(),
+                                                strict=True)]
+    finally:
+        model.train(was_training)
+    return torch.cat(outs), torch.cat(ins), torch.cat(tokens), torch.cat(sentences), bags
+
+
+def word_recovery(model: M3AttModel, train_set, eval_set, collate, vocab_size: int,
+                  ridge: float = 1.0) -> dict[str, float]:
+    """Linear probes that read the expression back from the decoder (notebook 07's LFR test).
+
+    Fit on ``train_set``'s features (closed-form ridge regression onto one-hot words), scored on
+    ``eval_set``:
+    - ``word_recovery``: each real word's identity from the decoder's output at its position;
+    - ``word_recovery_input``: the same from the decoder's input (the reference: what the
+      language encoder handed over);
+    - ``bag_recovery``: from each sentence's mean output word (what the mask head reads), the
+      share of its k distinct words found among the probe's top k.
+    """
+    train = _decoder_words(model, train_set, collate)
+    test = _decoder_words(model, eval_set, collate)
+    one_hot = lambda t: F.one_hot(t, vocab_size)  # noqa: E731
+    scores = {}
+    for name, i in (("word_recovery", 0), ("word_recovery_input", 1)):
+        fit = ridge_probe(train[i], one_hot(train[2]), ridge)
+        scores[name] = float((_probe_apply(fit, test[i]).argmax(1) == test[2]).float().mean())
+    bag_targets = torch.zeros(len(train[4]), vocab_size)
+    for row, bag in enumerate(train[4]):
+        bag_targets[row, list(bag)] = 1
+    predicted = _probe_apply(ridge_probe(train[3], bag_targets, ridge), test[3])
+    recall = [len(set(p.topk(len(bag)).indices.tolist()) & bag) / len(bag)
+              for p, bag in zip(predicted, test[4], strict=True)]
+    scores["bag_recovery"] = sum(recall) / len(recall)
+    return scores
