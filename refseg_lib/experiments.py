@@ -98,9 +98,13 @@ class Experiment:
     checkpoint: Path  # where training kept (and resumes from) its state
 
 
-def get_profile(name: str) -> Profile:
+def get_profile(name: str, model: str | None = None) -> Profile:
+    """The profile ``name``; with ``model``, at that model's own paper image size if it has
+    one (``PAPER_IMAGE_SIZE``), as ``run_experiment`` trains it."""
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
+    if name == "paper" and model in PAPER_IMAGE_SIZE:
+        return dataclasses.replace(PROFILES[name], image_size=PAPER_IMAGE_SIZE[model])
     return PROFILES[name]
 
 
@@ -142,9 +146,7 @@ def run_experiment(model: str, *, variant: str = "base", dataset: str = "shapes"
     objective defines ``training_loss(output, batch)`` (MCN's eq. 12); the others train on
     ``losses.mask_bce``.
     """
-    chosen = get_profile(profile)
-    if profile == "paper" and model in PAPER_IMAGE_SIZE:
-        chosen = dataclasses.replace(chosen, image_size=PAPER_IMAGE_SIZE[model])
+    chosen = get_profile(profile, model)
     paper = PAPER_TRAIN.get(model, {}) if profile == "paper" else {}
     config = dataclasses.replace(chosen.train, seed=seed, **{**paper, **(train_overrides or {})})
     train_set = load_split(dataset, "train", chosen, style=style,

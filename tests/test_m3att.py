@@ -111,6 +111,20 @@ def test_every_variant_trains_every_parameter(variant):
     assert ("lfr" in parts) == (VARIANTS[variant][0].get("lfr_weight", 0.1) > 0)
 
 
+
+def test_the_paper_layout_decodes_the_deepest_map_and_masks_at_stride_8():
+    """Paper profile layout (tokens from stride 32, top-down to 8), on the small CNN."""
+    torch.manual_seed(0)
+    model = build_model("m3att", vocab_size=VOCAB, strides=(32, 16, 8))
+    images, tokens, lengths = inputs(steps=5)
+    out = model(images, tokens, lengths)
+    assert out.attention["decoder"].shape == (3, 3, 5, 2, 2)  # 2 x 2 tokens at 64 px
+    assert out.mask_logits.shape == (3, 8, 8)
+    out.mask_logits.sum().backward()
+    assert all(p.grad is not None for p in model.lateral.parameters())
+    with pytest.raises(ValueError, match="deepest first"):
+        build_model("m3att", vocab_size=VOCAB, strides=(8, 16))
+
 def test_the_mask_depends_on_the_sentence_and_not_on_padding():
     torch.manual_seed(0)
     model = build_model("m3att", vocab_size=VOCAB).eval()

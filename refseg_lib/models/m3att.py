@@ -24,6 +24,11 @@ language-side queries (one per word) and V (B, P, d) the vision tokens:
   the vision tokens from the words (each pixel adds its language read-out R, projected) and the
   next layer's keys come from these updated tokens, so that language and vision are updated in
   turn across the stack; without it the vision tokens stay the encoder's.
+- The model (``M3AttModel``): vision tokens from the deepest backbone map read (quick: the
+  stride-8 map, 8 x 8 at 64 px; paper profile: Swin-B's stride-32 map, whose stride-16 and
+  stride-8 maps join the mask head top-down), words from a scratch or pretrained encoder, a
+  stack of ``M3DecLayer``, and the mask as the product of the final pixel features with the
+  real words' mean (notebook 07, equations M1-M9).
 - **LFR** (``lfr_loss``): a head reconstructs the language encoder's word features (held fixed,
   no gradient) from the decoder's output queries; the loss is 1 - cosine similarity averaged
   over the real words, with its weight as config.
@@ -155,6 +160,9 @@ class M3AttConfig:
     pretrained: bool = True
     dim: int = 256
     heads: int = 8  # the transformer layers of the encoders
+    # backbone strides read: the decoder's tokens come from the last (the deepest), the others
+    # join the mask head top-down (Swin-B: 15 x 15 tokens at 480 px, mask at stride 8)
+    strides: tuple[int, ...] = (32, 16, 8)
     vision_layers: int = 1  # transformer layers over the stride-8 tokens
     # "scratch" (trained here), "minilm" (pretrained, the [minilm] extra; an error without it)
     # or "auto" (MiniLM where installed, else the scratch encoder with a warning)
@@ -170,8 +178,9 @@ class M3AttConfig:
 
     @classmethod
     def quick(cls, **overrides) -> M3AttConfig:
-        """small_cnn's stride-8 map (8 x 8 at 64 px), width 64, 4 heads, the scratch encoder."""
-        defaults = dict(backbone="small_cnn", pretrained=False, dim=64, heads=4,
+        """small_cnn's stride-8 map alone (8 x 8 tokens at 64 px), width 64, 4 heads, the
+        scratch encoder."""
+        defaults = dict(backbone="small_cnn", pretrained=False, dim=64, heads=4, strides=(8,),
                         text_encoder="scratch")
         return cls(**{**defaults, **overrides})
 
@@ -184,18 +193,23 @@ class M3AttConfig:
                              "words=tuple(vocabulary.itos) (run_experiment does)")
         if self.interact and not self.mutual:
             raise ValueError("IMI (interact=True) needs M3Att (mutual=True)")
+        if list(self.strides) != sorted(self.strides, reverse=True):
+            raise ValueError(f"strides are read deepest first, e.g. (32, 16, 8); got "
+                             f"{self.strides}")
 
 
 class M3AttModel(nn.Module):
-    """``model(images, tokens, lengths) -> ModelOutput``: mask logits at stride 8, the decoder's
-    attention maps, and ``aux`` for LFR."""
+    """``model(images, tokens, lengths) -> ModelOutput``: mask logits at the last stride read
+    (8), the decoder's attention maps, and ``aux`` for LFR and the probes."""
 
     def __init__(self, config: M3AttConfig):
         super().__init__()
         self.config = c = config
-        self.backbone, (self.level,) = build_backbone_for(c.backbone, c.pretrained, [8],
-                                                          **c.backbone_kwargs)
-        self.project = nn.Conv2d(self.backbone.channels[self.level] + 8, c.dim, 1)
+        self.backbone, self.levels = build_backbone_for(c.backbone, c.pretrained, c.strides,
+                                                        **c.backbone_kwargs)
+        channels = self.backbone.channels
+        self.project = nn.Conv2d(channels[self.levels[0]] + 8, c.dim, 1)
+        self.lateral = nn.ModuleList(nn.Conv2d(channels[i], c.dim, 1) for i in self.levels[1:])
         self.vision = nn.TransformerEncoder(
             nn.TransformerEncoderLayer(c.dim, c.heads, 4 * c.dim, 0.1, batch_first=True,
                                        norm_first=True), c.vision_layers,
@@ -226,7 +240,8 @@ class M3AttModel(nn.Module):
 
     def forward(self, images, tokens, lengths) -> ModelOutput:
         check_inputs(images, tokens, lengths)
-        feature = self.backbone(images)[self.level]
+        features = self.backbone(images)
+        feature = features[self.levels[0]]
         b, _, h, w = feature.shape
         vision = self.project(append_coordinates(feature)).flatten(2).transpose(1, 2)
         vision = self.vision(vision)  # (B, hw, d)
@@ -240,7 +255,12 @@ class M3AttModel(nn.Module):
         words = self.norm(words)
         weights = valid.to(words.dtype)[..., None]
         sentence = (words * weights).sum(1) / weights.sum(1)  # (B, d): the real words' mean
-        maps = self.mask_features(vision.transpose(1, 2).reshape(b, -1, h, w))
+        pixels = vision.transpose(1, 2).reshape(b, -1, h, w)
+        for level, lateral in zip(self.levels[1:], self.lateral, strict=True):  # top-down
+            skip = features[level]
+            pixels = F.interpolate(pixels, size=skip.shape[-2:], mode="bilinear",
+                                   align_corners=False) + lateral(skip)
+        maps = self.mask_features(pixels)
         logits = torch.einsum("bchw,bc->bhw", maps, self.mask_query(sentence))
         aux = {"valid": valid, "words": words, "decoder_input": self.text_project(encoded)}
         if self.reconstruct is not None:
