@@ -689,6 +689,25 @@ def _dmn_notes(runs: pd.DataFrame) -> list[str]:
     ]
 
 
+def _write_model_tables(records: pd.DataFrame, out_dir: Path, prefix: str, models: list[str],
+                        tables: Callable[[pd.DataFrame], dict[str, pd.DataFrame]],
+                        titles: Mapping[str, str], notes: Sequence[str], *,
+                        both_styles: bool = False) -> list[Path]:
+    """Write ``tables(records of models)`` as ``<prefix>_<name>_<dataset>-<profile>`` for each
+    benchmark and profile, with ``notes`` and the records' provenance; the ``refshape+`` records
+    are left out unless ``both_styles``."""
+    written = []
+    for (dataset, profile), group in records.groupby(["dataset", "profile"]):
+        related = group[group["model"].isin(models)]
+        if not both_styles:
+            related = related[related["style"] != "refshape+"]
+        for name, table in tables(related).items():
+            written += write_table(table, f"{prefix}_{name}_{dataset}-{profile}",
+                                   f"{titles[name]} ({profile} profile)",
+                                   [*notes, *provenance_notes(related)], out_dir)
+    return written
+
+
 # ---------------------------------------------------------------------------------------------
 # Report: CMSA (Tables 2 and 3, against the other models, refshape vs refshape+)
 # ---------------------------------------------------------------------------------------------
@@ -766,28 +785,20 @@ def cmsa_report(records: pd.DataFrame, out_dir: Path) -> list[Path]:
     """CMSA Tables 2 and 3 beside ours, CMSA against LSTM-CNN and DMN, refshape vs refshape+."""
     if not (records["model"] == "cmsa").any():
         return []
-    written = []
     titles = {"table2": "CMSA Table 2 (attention variants, val overall IoU) beside ours",
               "table3": "CMSA Table 3 (language input and multi-level fusion, val) beside ours",
               "versus": "LSTM-CNN, DMN and CMSA+GF on one harness (overall IoU, %)",
               "styles": "CMSA+GF with and without location words: refshape vs refshape+ "
                         "beside UNC vs UNC+ (overall IoU)"}
-    for (dataset, profile), group in records.groupby(["dataset", "profile"]):
-        related = group[group["model"].isin(["cmsa", "dmn", "lstm_cnn"])]
-        for name, table in cmsa_tables(related).items():
-            stem = f"cmsa_{name}_{dataset}-{profile}"
-            notes = ["Ours: ShapeRef (refshape unless the row says otherwise), percent; the "
-                     "paper's: UNC (RefCOCO) val unless the source says otherwise. ShapeRef is an "
-                     "analogue of the benchmark, not the same test: compare orderings, not "
-                     "values.",
-                     "Quick profile: CMSA variants train 3000 steps (experiments.CMSA_STEPS), "
-                     "DMN 3000 + 500 in two stages, LSTM-CNN 5000.",
-                     "One-level rows (Table 2, CMSA-W, CMSA-S) read the paper's res5 at stride 8; "
-                     "the quick profile reads its stride-8 level (CMSAConfig.single_level).",
-                     *provenance_notes(related)]
-            written += write_table(table, stem, f"{titles[name]} ({profile} profile)", notes,
-                                   out_dir)
-    return written
+    notes = ["Ours: ShapeRef (refshape unless the row says otherwise), percent; the paper's: UNC "
+             "(RefCOCO) val unless the source says otherwise. ShapeRef is an analogue of the "
+             "benchmark, not the same test: compare orderings, not values.",
+             "Quick profile: CMSA variants train 3000 steps (experiments.CMSA_STEPS), DMN 3000 + "
+             "500 in two stages, LSTM-CNN 5000.",
+             "One-level rows (Table 2, CMSA-W, CMSA-S) read the paper's res5 at stride 8; the "
+             "quick profile reads its stride-8 level (CMSAConfig.single_level)."]
+    return _write_model_tables(records, out_dir, "cmsa", ["cmsa", "dmn", "lstm_cnn"],
+                               cmsa_tables, titles, notes, both_styles=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -850,32 +861,23 @@ def mcn_report(records: pd.DataFrame, out_dir: Path) -> list[Path]:
     """MCN Tables 1-3 beside ours and MCN against the other models of the course."""
     if not (records["model"] == "mcn").any():
         return []
-    written = []
     titles = {"table1": "MCN Table 1 (post-processing the mask with the box, val) beside ours",
               "table2": "MCN Table 2 (ablation ladder, val: REC Acc@0.5, RES mean IoU, IE) "
                         "beside ours",
               "table3": "MCN Table 3 (network structures, val: REC Acc@0.5, RES mean IoU) "
                         "beside ours",
               "versus": "LSTM-CNN, DMN, CMSA+GF and MCN on one harness (overall IoU at 0.5, %)"}
-    for (dataset, profile), group in records.groupby(["dataset", "profile"]):
-        related = group[group["model"].isin(["mcn", "cmsa", "dmn", "lstm_cnn"])
-                        & (group["style"] != "refshape+")]
-        for name, table in mcn_tables(related).items():
-            stem = f"mcn_{name}_{dataset}-{profile}"
-            notes = ["Ours: ShapeRef refshape, percent; the paper's: RefCOCO (UNC) val. RES "
-                     "numbers are mean IoU with masks binarised at 0.35, MCN's protocol; "
-                     "REC is box Acc@0.5 (IoU > 0.5). ShapeRef is an analogue of the "
-                     "benchmark, not the same test: compare orderings, not values.",
-                     "Quick profile: every MCN run trains 3000 steps (experiments.MCN_STEPS); "
-                     "'13^2' is the stride-32 map (2x2 at 64 px), '52^2' the stride-8 one "
-                     "(8x8).",
-                     "Rows +X (roi, soft_nls, asnls) are the +CEM run evaluated with that "
-                     "post-processing; the rows marked 'code' use the official code's CEM "
-                     "and have no paper counterpart.",
-                     *provenance_notes(related)]
-            written += write_table(table, stem, f"{titles[name]} ({profile} profile)", notes,
-                                   out_dir)
-    return written
+    notes = ["Ours: ShapeRef refshape, percent; the paper's: RefCOCO (UNC) val. RES numbers are "
+             "mean IoU with masks binarised at 0.35, MCN's protocol; REC is box Acc@0.5 (IoU > "
+             "0.5). ShapeRef is an analogue of the benchmark, not the same test: compare "
+             "orderings, not values.",
+             "Quick profile: every MCN run trains 3000 steps (experiments.MCN_STEPS); '13^2' is "
+             "the stride-32 map (2x2 at 64 px), '52^2' the stride-8 one (8x8).",
+             "Rows +X (roi, soft_nls, asnls) are the +CEM run evaluated with that "
+             "post-processing; the rows marked 'code' use the official code's CEM and have no "
+             "paper counterpart."]
+    return _write_model_tables(records, out_dir, "mcn", ["mcn", "cmsa", "dmn", "lstm_cnn"],
+                               mcn_tables, titles, notes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -929,30 +931,23 @@ def m3att_report(records: pd.DataFrame, out_dir: Path) -> list[Path]:
     """The M3Att ablation and LFR probe, its main row, and M3Att against the other models."""
     if not (records["model"] == "m3att").any():
         return []
-    written = []
     titles = {"ablation": "M3Att ablation (val) beside the paper's (not available here)",
               "probe": "LFR probe: words recovered from the decoder (val, %)",
               "main": "M3Att full model beside its RefCOCO row (overall IoU)",
               "versus": "LSTM-CNN, DMN, CMSA+GF, MCN and M3Att on one harness "
                         "(overall IoU at 0.5, %)"}
-    for (dataset, profile), group in records.groupby(["dataset", "profile"]):
-        related = group[group["model"].isin(["m3att", "mcn", "cmsa", "dmn", "lstm_cnn"])
-                        & (group["style"] != "refshape+")]
-        for name, table in m3att_tables(related).items():
-            stem = f"m3att_{name}_{dataset}-{profile}"
-            notes = ["Ours: ShapeRef refshape, percent. ShapeRef is an analogue of the "
-                     "benchmark, not the same test: compare orderings, not values.",
-                     "The paper's full text and ablation could not be read (notebook 07's "
-                     "design note): the model is our design from its abstract, and its only "
-                     "published numbers here are the main RefCOCO row quoted by the authors' "
-                     "survey (arXiv 2508.00265, Appendix Table 2), whose metric is uncertain.",
-                     "Quick profile: every M3Att run trains 3000 steps (experiments."
-                     "M3ATT_STEPS); the MiniLM row keeps the pretrained encoder fixed.",
-                     "Probes (models.m3att.word_recovery): closed-form linear probes fitted on "
-                     "2000 training expressions; word_recovery reads each word from the "
-                     "decoder's output, word_recovery_input from its input, bag_recovery the "
-                     "expression's words from the mean output word.",
-                     *provenance_notes(related)]
-            written += write_table(table, stem, f"{titles[name]} ({profile} profile)", notes,
-                                   out_dir)
-    return written
+    notes = ["Ours: ShapeRef refshape, percent. ShapeRef is an analogue of the benchmark, not "
+             "the same test: compare orderings, not values.",
+             "The paper's full text and ablation could not be read (notebook 07's design note): "
+             "the model is our design from its abstract, and its only published numbers here "
+             "are the main RefCOCO row quoted by the authors' survey (arXiv 2508.00265, "
+             "Appendix Table 2), whose metric is uncertain.",
+             "Quick profile: every M3Att run trains 3000 steps (experiments.M3ATT_STEPS); the "
+             "MiniLM row keeps the pretrained encoder fixed.",
+             "Probes (models.m3att.word_recovery): closed-form linear probes fitted on 2000 "
+             "training expressions; word_recovery reads each word from the decoder's output, "
+             "word_recovery_input from its input, bag_recovery the expression's words from the "
+             "mean output word."]
+    return _write_model_tables(records, out_dir, "m3att",
+                               ["m3att", "mcn", "cmsa", "dmn", "lstm_cnn"], m3att_tables, titles,
+                               notes)
