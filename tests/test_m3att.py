@@ -191,12 +191,13 @@ def test_run_m3att_records_the_word_recovery_probe(tmp_path, monkeypatch):
     monkeypatch.setenv("REFSEG_REPORTS", str(tmp_path / "reports"))
     monkeypatch.setenv("REFSEG_CHECKPOINTS", str(tmp_path / "checkpoints"))
     monkeypatch.setattr("refseg_lib.experiments.PROBE_TRAIN_SAMPLES", 64)
-    experiment = run_m3att("lfr", train_overrides={"max_steps": 2, "batch_size": 4},
+    experiment = run_m3att("lfr", train_overrides={"max_steps": 2, "batch_size": 4, "seed": 1},
                            eval_samples=16, progress=False)
     scores = experiment.evaluations["val"].summary
     assert {"word_recovery", "word_recovery_input", "bag_recovery"} <= set(scores)
     assert all(0 <= scores[k] <= 1 for k in ("word_recovery", "bag_recovery"))
     records = load_run_records(tmp_path / "reports" / "runs")
     assert records.loc[0, "word_recovery"] == pytest.approx(scores["word_recovery"])
+    assert records.loc[0, "config"]["train"]["seed"] == 1  # a training order of its own
     with pytest.raises(ValueError, match="unknown M3Att variant 'lfr2'"):
         run_m3att("lfr2")

@@ -321,9 +321,14 @@ def test_m3att_tables_have_no_ablation_paper_column_and_the_survey_row():
             for s, v in (("val", 0.4), ("testA", 0.5))]
     rows += [record("m3att", "val", 0.3, variant="vanilla", **probes),
              record("m3att", "val", 0.3, variant="lfr-live", **probes),
+             record("m3att", "val", 0.45, variant="lfr-order1", **probes),
              record("dmn", "val", 0.5, variant="base")]
     tables = reports.m3att_tables(pd.DataFrame(rows))
-    assert set(tables) == {"ablation", "probe", "main", "versus"}
+    assert set(tables) == {"ablation", "probe", "orders", "main", "versus"}
+    orders = tables["orders"]
+    assert list(orders.index) == ["+LFR (full model)"]  # the rows trained in several orders
+    assert orders.loc["+LFR (full model)", ("overall_iou", "order 1")] == pytest.approx(45.0)
+    assert orders.loc["+LFR (full model)", ("overall_iou", "order 0")] == pytest.approx(40.0)
     ablation = tables["ablation"]
     assert list(ablation.index) == ["Vanilla decoder (cross-attention)", "+LFR (full model)"]
     assert ablation["paper (%)"].isna().all().all()

@@ -163,7 +163,7 @@ class M3AttConfig:
     # backbone strides read: the decoder's tokens come from the last (the deepest), the others
     # join the mask head top-down (Swin-B: 15 x 15 tokens at 480 px, mask at stride 8)
     strides: tuple[int, ...] = (32, 16, 8)
-    vision_layers: int = 1  # transformer layers over the stride-8 tokens
+    vision_layers: int = 1  # transformer layers over the vision tokens
     # "scratch" (trained here), "minilm" (pretrained, the [minilm] extra; an error without it)
     # or "auto" (MiniLM where installed, else the scratch encoder with a warning)
     text_encoder: str = "auto"
@@ -247,7 +247,7 @@ class M3AttModel(nn.Module):
         vision = self.vision(vision)  # (B, hw, d)
         encoded = self.text(tokens, lengths)  # (B, N, text_dim)
         valid = torch.arange(tokens.shape[1], device=tokens.device) < lengths[:, None]
-        words = self.text_project(encoded)
+        words = projected = self.text_project(encoded)  # the decoder's input words
         attention = []
         for layer in self.decoder:
             words, vision, a = layer(words, vision, valid)
@@ -262,7 +262,7 @@ class M3AttModel(nn.Module):
                                    align_corners=False) + lateral(skip)
         maps = self.mask_features(pixels)
         logits = torch.einsum("bchw,bc->bhw", maps, self.mask_query(sentence))
-        aux = {"valid": valid, "words": words, "decoder_input": self.text_project(encoded)}
+        aux = {"valid": valid, "words": words, "decoder_input": projected}
         if self.reconstruct is not None:
             aux.update(reconstructed=self.reconstruct(words), encoded=encoded)
         return ModelOutput(mask_logits=logits / math.sqrt(self.config.dim),
