@@ -917,7 +917,7 @@ def m3att_tables(records: pd.DataFrame) -> dict[str, pd.DataFrame]:
                                             metric=probes, order=order) * 100
     # the same rows retrained in another data order (run_m3att(v, suffix="-order1",
     # train_overrides={"seed": 1}): same data and initial weights, other batches and dropout)
-    val_all = m3att[m3att["split"] == "val"]
+    val_all = m3att[m3att["split"] == "val"].astype({"variant": str})
     parts = val_all["variant"].str.extract(r"^(?P<base>.+?)(?:-order(?P<order>\d+))?$")
     repeated = parts["base"].isin(set(parts.loc[parts["order"].notna(), "base"]))
     repeated &= parts["base"].isin(M3ATT_ABLATION_RUNS)

@@ -339,6 +339,7 @@ def test_m3att_tables_have_no_ablation_paper_column_and_the_survey_row():
     assert main.loc["M3Att (ours: +LFR)", ("paper (%)", "val")] == 73.60  # survey, RefCOCO
     assert main.loc["M3Att (ours: +LFR)", ("paper (%)", "testA")] == 76.23
     assert list(tables["versus"].index) == ["DMN", "M3Att"]
+    assert reports.m3att_tables(pd.DataFrame(rows).iloc[:0]) == {}  # no records: no table
 
 def test_build_reports_skips_reports_without_records(tmp_path):
     for frame in (pd.DataFrame(), pd.DataFrame([record("cmsa", "val", 0.5)])):
