@@ -139,3 +139,61 @@ def rec_loss(raw: torch.Tensor, gt_boxes: torch.Tensor, anchors: torch.Tensor, s
     l_box = weight * (l_xy + l_wh)
     return (l_box + l_conf).mean(), {"rec_box": float(l_box.detach().mean()),
                                      "rec_conf": float(l_conf.detach().mean())}
+
+
+# Romera-Paredes & Torr (ECCV 2016), sec. 3.3: the matching loss of recurrent instance
+# segmentation. "paper": the printed loss, confidences against [t <= n] by step index;
+# "code": the official Torch7 code (bernard24/RIS), whose matching cost also holds
+# lambda BCE(s_t, 1) and whose confidence targets are "matched" / "not matched".
+RIS_FORMS = ("paper", "code")
+
+
+def soft_iou(predicted: torch.Tensor, targets: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Soft IoU of every predicted map (T, H, W) in [0, 1] with every target (N, H, W):
+    sum(y g) / (sum y + sum g - sum(y g)), a (T, N) matrix (the paper's f_IoU)."""
+    y, g = predicted.flatten(1).float(), targets.flatten(1).float()
+    intersection = y @ g.T
+    union = y.sum(1)[:, None] + g.sum(1)[None, :] - intersection
+    return intersection / union.clamp(min=eps)
+
+
+def ris_loss(predicted: torch.Tensor, scores: torch.Tensor, targets: torch.Tensor, *,
+             weight: float = 1.0, form: str = "paper"
+             ) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    """The RIS loss of one image and the matching it used.
+
+    predicted (T, H, W): the masks emitted at steps t = 1..T, in [0, 1]; scores (T,): their
+    confidences in (0, 1); targets (N, H, W): the ground-truth instances. With delta the
+    assignment of steps to instances found by the Hungarian algorithm
+    (``scipy.optimize.linear_sum_assignment``; T < N leaves instances unmatched, T > N steps):
+
+        loss = [ -sum_(t, j) in delta f_IoU(Y_t, G_j) + weight sum_t BCE(s_t, target_t) ] / T
+
+    ``form="paper"``: the sum printed in sec. 3.3, delta minimises -IoU alone and target_t =
+    [t <= N]; ``form="code"``: delta minimises -IoU + weight BCE(s_t, 1), target_t = 1 for a
+    matched step and 0 otherwise. Dividing by T (the official code's normalisation) keeps
+    the scale the same when the curriculum changes T. Returns (loss, [(step, instance), ...]).
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    if form not in RIS_FORMS:
+        raise ValueError(f"form must be one of {RIS_FORMS}, got {form!r}")
+    if predicted.shape[0] != scores.shape[0]:
+        raise ValueError(f"{predicted.shape[0]} masks but {scores.shape[0]} confidences")
+    steps, count = predicted.shape[0], targets.shape[0]
+    iou = soft_iou(predicted, targets)  # (T, N)
+    positive = F.binary_cross_entropy(scores.float(), torch.ones_like(scores, dtype=torch.float),
+                                      reduction="none")  # (T,)
+    cost = -iou
+    if form == "code":
+        cost = cost + weight * positive[:, None]
+    rows, cols = [], []
+    if count:
+        found = linear_sum_assignment(cost.detach().cpu().double().numpy())
+        rows, cols = found[0].tolist(), found[1].tolist()
+    matched = torch.zeros(steps, dtype=torch.bool, device=scores.device)
+    matched[rows] = True
+    labels = matched if form == "code" else torch.arange(steps, device=scores.device) < count
+    confidence = F.binary_cross_entropy(scores.float(), labels.float(), reduction="sum")
+    overlap = iou[rows, cols].sum()
+    return (-overlap + weight * confidence) / steps, list(zip(rows, cols, strict=True))
