@@ -325,7 +325,7 @@ def run_m3att(variant: str = "lfr", *, profile: str = "quick", suffix: str = "",
     # CPU); the paper profile fine-tunes it at 5e-5.
     minilm = {**VARIANTS["lfr"][0], "text_encoder": "minilm", "freeze_text": profile == "quick"}
     variants = {**VARIANTS, "lfr-minilm": (minilm, "+LFR, MiniLM words")}
-    kwargs.setdefault("analysis", word_recovery_analysis)
+    kwargs.setdefault("analysis", word_recovery_analysis())
     return _run_variant("m3att", "M3Att", variants, variant, M3ATT_STEPS[profile], profile=profile,
                         suffix=suffix, train_overrides=train_overrides,
                         model_config=model_config, **kwargs)
@@ -334,10 +334,19 @@ def run_m3att(variant: str = "lfr", *, profile: str = "quick", suffix: str = "",
 PROBE_TRAIN_SAMPLES = 2000  # training expressions the word-recovery probes are fitted on
 
 
-def word_recovery_analysis(net, train_set, eval_set, collate) -> dict[str, float]:
-    """``models.m3att.word_recovery`` fitted on the first ``PROBE_TRAIN_SAMPLES`` training
-    samples and scored on ``eval_set`` (the records' ``word_recovery`` metrics)."""
-    from refseg_lib.models.m3att import word_recovery
+def word_recovery_analysis() -> Analysis:
+    """An analysis for one run: ``models.m3att.word_recovery``'s probes fitted once, on the
+    first ``PROBE_TRAIN_SAMPLES`` training samples, then scored on each evaluation split (the
+    records' ``word_recovery`` metrics)."""
+    from refseg_lib.models.m3att import fit_word_probes, word_recovery
 
-    fit_on = Subset(train_set, range(min(PROBE_TRAIN_SAMPLES, len(train_set))))
-    return word_recovery(net, fit_on, eval_set, collate, len(collate.vocabulary))
+    fitted: dict = {}
+
+    def analysis(net, train_set, eval_set, collate) -> dict[str, float]:
+        vocab_size = len(collate.vocabulary)
+        if "probes" not in fitted:
+            fit_on = Subset(train_set, range(min(PROBE_TRAIN_SAMPLES, len(train_set))))
+            fitted["probes"] = fit_word_probes(net, fit_on, collate, vocab_size)
+        return word_recovery(net, None, eval_set, collate, vocab_size, probes=fitted["probes"])
+
+    return analysis

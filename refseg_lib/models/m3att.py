@@ -340,30 +340,40 @@ def _decoder_words(model: M3AttModel, dataset, collate, batch_size: int = 64):
     return torch.cat(outs), torch.cat(ins), torch.cat(tokens), torch.cat(sentences), bags
 
 
+def fit_word_probes(model: M3AttModel, train_set, collate, vocab_size: int,
+                    ridge: float = 1.0) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The three probes of ``word_recovery``, fitted on ``train_set``'s decoder features
+    (closed-form ridge regression onto one-hot words); fit once, score on every split."""
+    outs, ins, tokens, sentences, bags = _decoder_words(model, train_set, collate)
+    words = F.one_hot(tokens, vocab_size)
+    bag_targets = torch.zeros(len(bags), vocab_size)
+    for row, bag in enumerate(bags):
+        bag_targets[row, list(bag)] = 1
+    return {"word_recovery": ridge_probe(outs, words, ridge),
+            "word_recovery_input": ridge_probe(ins, words, ridge),
+            "bag_recovery": ridge_probe(sentences, bag_targets, ridge)}
+
+
 def word_recovery(model: M3AttModel, train_set, eval_set, collate, vocab_size: int,
-                  ridge: float = 1.0) -> dict[str, float]:
+                  ridge: float = 1.0, probes: dict | None = None) -> dict[str, float]:
     """Linear probes that read the expression back from the decoder (notebook 07's LFR test).
 
-    Fit on ``train_set``'s features (closed-form ridge regression onto one-hot words), scored on
-    ``eval_set``:
+    Fit on ``train_set``'s features (``fit_word_probes``; pass ``probes`` to reuse a fit),
+    scored on ``eval_set``:
     - ``word_recovery``: each real word's identity from the decoder's output at its position;
     - ``word_recovery_input``: the same from the decoder's input (the reference: what the
       language encoder handed over);
     - ``bag_recovery``: from each sentence's mean output word (what the mask head reads), the
       share of its k distinct words found among the probe's top k.
     """
-    train = _decoder_words(model, train_set, collate)
-    test = _decoder_words(model, eval_set, collate)
-    one_hot = lambda t: F.one_hot(t, vocab_size)  # noqa: E731
+    probes = probes or fit_word_probes(model, train_set, collate, vocab_size, ridge)
+    outs, ins, tokens, sentences, bags = _decoder_words(model, eval_set, collate)
     scores = {}
-    for name, i in (("word_recovery", 0), ("word_recovery_input", 1)):
-        fit = ridge_probe(train[i], one_hot(train[2]), ridge)
-        scores[name] = float((_probe_apply(fit, test[i]).argmax(1) == test[2]).float().mean())
-    bag_targets = torch.zeros(len(train[4]), vocab_size)
-    for row, bag in enumerate(train[4]):
-        bag_targets[row, list(bag)] = 1
-    predicted = _probe_apply(ridge_probe(train[3], bag_targets, ridge), test[3])
+    for name, features in (("word_recovery", outs), ("word_recovery_input", ins)):
+        predicted = _probe_apply(probes[name], features).argmax(1)
+        scores[name] = float((predicted == tokens).float().mean())
+    predicted = _probe_apply(probes["bag_recovery"], sentences)
     recall = [len(set(p.topk(len(bag)).indices.tolist()) & bag) / len(bag)
-              for p, bag in zip(predicted, test[4], strict=True)]
+              for p, bag in zip(predicted, bags, strict=True)]
     scores["bag_recovery"] = sum(recall) / len(recall)
     return scores
