@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.data import Dataset, Subset
 
 from refseg_lib.data import Collate, Letterbox, Vocabulary, build_dataset
+from refseg_lib.data.instances import InstanceTask
 from refseg_lib.engine import (
     EvalResult,
     TrainConfig,
@@ -109,12 +110,17 @@ def get_profile(name: str, model: str | None = None) -> Profile:
 
 
 def load_split(dataset: str, split: str, profile: Profile, *, style: str = "refshape",
-               num_samples: int | None = None, seed: int = 0, root: str | Path | None = None):
-    """One split of ``dataset`` at the profile's image size (ShapeRef or a REFER dataset)."""
+               num_samples: int | None = None, seed: int = 0, root: str | Path | None = None,
+               task: str | None = None):
+    """One split of ``dataset`` at the profile's image size (ShapeRef or a REFER dataset);
+    ``task`` (``data.instances.QUERIES``) turns it into an instance task (notebook 08)."""
     if dataset == "shapes":
-        return build_dataset("shapes", split=split, style=style, num_samples=num_samples,
+        data = build_dataset("shapes", split=split, style=style, num_samples=num_samples,
                              image_size=profile.image_size, seed=seed)
-    return build_dataset(dataset, split=split, root=root, transform=Letterbox(profile.image_size))
+    else:
+        data = build_dataset(dataset, split=split, root=root,
+                             transform=Letterbox(profile.image_size))
+    return data if task is None else InstanceTask(data, task, seed=seed)
 
 
 def checkpoint_path(model: str, variant: str, dataset: str, style: str, profile: str) -> Path:
@@ -131,7 +137,7 @@ def run_experiment(model: str, *, variant: str = "base", dataset: str = "shapes"
                    init_from: str | Path | None = None, write_records: bool = True,
                    progress: bool = True, eval_samples: int | None = None,
                    eval_settings: dict[str, dict] | None = None,
-                   analysis: Analysis | None = None) -> Experiment:
+                   analysis: Analysis | None = None, task: str | None = None) -> Experiment:
     """Train ``model`` (a registry name) on ``dataset`` and evaluate it on ``eval_splits``.
 
     ``model_config`` goes to ``build_model`` (the variant's flags); ``train_overrides`` replaces
@@ -144,7 +150,9 @@ def run_experiment(model: str, *, variant: str = "base", dataset: str = "shapes"
     evaluates the trained model again with attributes set, each recorded as the variant plus
     its key: ``{"+roi": {"postprocess": "roi"}}`` (MCN's Table 1), in ``evaluations`` under
     ``"val+roi"``. ``analysis(net, train_set, eval_set, collate)`` returns extra metrics recorded
-    beside each split's evaluation (M3Att's word-recovery probe). A model with its own
+    beside each split's evaluation (M3Att's word-recovery probe). ``task`` replaces the
+    referent by a set of instances (``data.instances.InstanceTask``: ``"all"``, ``"plural"``),
+    for the recurrent instance segmentation of notebook 08. A model with its own
     objective defines ``training_loss(output, batch)`` (MCN's eq. 12); the others train on
     ``losses.mask_bce``.
     """
@@ -152,7 +160,7 @@ def run_experiment(model: str, *, variant: str = "base", dataset: str = "shapes"
     paper = PAPER_TRAIN.get(model, {}) if profile == "paper" else {}
     config = dataclasses.replace(chosen.train, **{"seed": seed, **paper, **(train_overrides or {})})
     train_set = load_split(dataset, "train", chosen, style=style,
-                           num_samples=chosen.train_samples, seed=seed, root=root)
+                           num_samples=chosen.train_samples, seed=seed, root=root, task=task)
     vocabulary = Vocabulary.build(train_set.sentences)
     collate = Collate(vocabulary, dataset=dataset)
     seed_everything(seed)  # the initial weights depend on the seed alone, not on earlier draws
@@ -173,7 +181,7 @@ def run_experiment(model: str, *, variant: str = "base", dataset: str = "shapes"
     for split in eval_splits:
         eval_set = load_split(dataset, split, chosen, style=style,
                               num_samples=eval_samples or chosen.eval_samples, seed=seed,
-                              root=root)
+                              root=root, task=task)
         for key, setting in (eval_settings or {"": {}}).items():
             defaults = {name: getattr(net, name) for name in setting}
             try:
@@ -193,7 +201,7 @@ def run_experiment(model: str, *, variant: str = "base", dataset: str = "shapes"
                 model=model, variant=variant + key, dataset=dataset,
                 style=style if dataset == "shapes" else "", split=split, profile=profile,
                 config={"train": config.to_dict(), "model": model_config or {},
-                        "evaluation": setting,
+                        "evaluation": setting, "task": task,
                         "init_from": None if init_from is None else Path(init_from).name,
                         "initialised_tensors": len(initialised),
                         "image_size": chosen.image_size, "train_samples": len(train_set),
@@ -350,3 +358,53 @@ def word_recovery_analysis() -> Analysis:
         return word_recovery(net, None, eval_set, collate, vocab_size, probes=fitted["probes"])
 
     return analysis
+
+
+# Recurrent instance segmentation, quick profile: 1500 steps in all (decay at 80%) for every
+# run; with the curriculum (sec. 4), the first RIS_CURRICULUM_STEPS of them unroll two steps per
+# image and the rest n + 2, so both arms of notebook 08's comparison see the same number of
+# updates. Half the other models' 3000: a ConvLSTM unrolled 8 times is the slowest step of the
+# course on a CPU (~1 s with one thread; notebook 08 says so beside its numbers).
+RIS_STEPS = {"quick": 1500, "paper": None}
+RIS_CURRICULUM_STEPS = {"quick": 400, "paper": 20_000}
+
+
+def run_ris(task: str = "all", *, curriculum: bool = True, profile: str = "quick",
+            steps: int | None = None, curriculum_steps: int | None = None, suffix: str = "",
+            train_overrides: dict | None = None, model_config: dict | None = None,
+            **kwargs) -> Experiment:
+    """Recurrent instance segmentation on the instance task ``task`` (``"all"``: every object,
+    unconditioned; ``"plural"``: the objects an "all the red shapes" expression selects, with the
+    sentence-conditioned model), recorded as ``<task>[-curriculum]<suffix>``.
+
+    With ``curriculum``, stage 1 (``<task>-stage1<suffix>``) unrolls two steps per image for
+    ``curriculum_steps``, and stage 2 starts from its weights with n + 2 steps for the rest of
+    ``steps``. The instance metrics (``engine.evaluate_instances``) join each record's metrics.
+    ``kwargs`` go to ``run_experiment`` (``eval_splits``, ``source``, ...).
+    """
+    total = steps or RIS_STEPS[profile]
+    first = (curriculum_steps or RIS_CURRICULUM_STEPS[profile]) if curriculum else 0
+    config = {"conditioned": task == "plural", **(model_config or {})}
+    kwargs.setdefault("analysis", instance_analysis)
+    # (name, extra model config, steps): stage 1 unrolls two steps, the last stage n + 2
+    stages = [(f"{task}-stage1{suffix}", {"train_steps": 2}, first)] if curriculum else []
+    final = f"{task}{'-curriculum' if curriculum else ''}{suffix}"
+    stages.append((final, {}, None if total is None else total - first))
+    experiment = None
+    for name, extra, budget in stages:
+        overrides = dict(train_overrides or {})
+        if budget is not None:
+            overrides.update(max_steps=budget, milestones=(max(1, int(0.8 * budget)),))
+        experiment = run_experiment(
+            "ris", variant=name, profile=profile, task=task, model_config={**config, **extra},
+            train_overrides=overrides, init_from=experiment.checkpoint if experiment else None,
+            **kwargs)
+    return experiment
+
+
+def instance_analysis(net: nn.Module, train_set: Dataset, eval_set: Dataset,
+                      collate: Collate) -> dict[str, float]:
+    """The instance metrics of a model that emits instances (``InstanceMeter.summary``)."""
+    from refseg_lib.engine import evaluate_instances
+
+    return evaluate_instances(net, eval_set, collate, progress=False).summary()

@@ -33,6 +33,13 @@ def resize_logits(logits: torch.Tensor, size: tuple[int, int] | torch.Size) -> t
     return resized[:, 0]  # (B, H, W)
 
 
+def resize_instances(instances: torch.Tensor, size: tuple[int, int] | torch.Size
+                     ) -> torch.Tensor:
+    """Per-step instance logits (B, K, h, w) resized to ``size`` as ``resize_logits`` does."""
+    batch, steps = instances.shape[:2]
+    return resize_logits(instances.flatten(0, 1), size).view(batch, steps, *size)
+
+
 def mask_bce(output: ModelOutput, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
     """Pixel-wise binary cross-entropy with logits, averaged over all pixels of the batch.
 

@@ -439,3 +439,121 @@ def choose_threshold(
         raise ValueError("choose_threshold got no samples")
     scores = torch.where(union_sum > 0, inter_sum / union_sum.clamp(min=1.0), 0.0)  # (K,)
     return float(candidates[int(torch.argmax(scores))])
+
+
+# ---------------------------------------------------------------------------------------------
+# Instance segmentation (recurrent instance segmentation, notebook 08)
+# ---------------------------------------------------------------------------------------------
+
+
+def pairwise_mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU of every mask of ``a (M, H, W)`` with every mask of ``b (N, H, W)``, bool: (M, N)
+    float64 on CPU (0 where both are empty)."""
+    a, b = a.flatten(1).double().cpu(), b.flatten(1).double().cpu()
+    inter = a @ b.T
+    union = a.sum(1)[:, None] + b.sum(1)[None, :] - inter
+    return torch.where(union > 0, inter / union.clamp(min=1), 0.0)
+
+
+def best_dice(a: torch.Tensor, b: torch.Tensor) -> float:
+    """BD(a, b) = (1 / M) sum_i max_j 2 |a_i ∩ b_j| / (|a_i| + |b_j|) (CVPPP's leaf benchmark,
+    Scharr et al. 2016, used by Romera-Paredes & Torr); 0 when ``b`` is empty, and ``a`` with
+    no mask gives 0 too (nothing was matched)."""
+    if a.shape[0] == 0 or b.shape[0] == 0:
+        return 0.0
+    iou = pairwise_mask_iou(a, b)
+    dice = 2 * iou / (1 + iou)  # Dice = 2 IoU / (1 + IoU) for the same pair
+    return float(dice.max(1).values.mean())
+
+
+def symmetric_best_dice(pred: torch.Tensor, gt: torch.Tensor) -> float:
+    """SBD = min(BD(pred, gt), BD(gt, pred)): an extra or a missed instance both lower it."""
+    return min(best_dice(pred, gt), best_dice(gt, pred))
+
+
+def average_precision(scores: torch.Tensor, hits: torch.Tensor, num_positives: int) -> float:
+    """Area under the precision-recall curve of detections ranked by ``scores`` (N,), ``hits``
+    (N,) bool (a true positive), with ``num_positives`` ground-truth instances in all; the
+    precision is made monotone (the envelope) and integrated over every recall step (PASCAL
+    VOC from 2010, COCO's per-threshold AP without its 101-point sampling)."""
+    if num_positives <= 0:
+        raise ValueError("average precision needs at least one ground-truth instance")
+    order = torch.argsort(scores.double(), descending=True, stable=True)
+    tp = hits[order].double().cumsum(0)
+    precision = tp / torch.arange(1, len(order) + 1, dtype=torch.float64)
+    recall = tp / num_positives
+    envelope = precision.flip(0).cummax(0).values.flip(0)
+    steps = torch.diff(recall, prepend=torch.zeros(1, dtype=torch.float64))
+    return float((envelope * steps).sum())
+
+
+class InstanceMeter:
+    """Instance metrics over a split, image by image (notebook 08):
+
+    - ``count_acc``: fraction of images whose number of emitted instances equals n;
+    - ``abs_dic`` / ``dic``: mean |emitted - n| and mean (emitted - n) (CVPPP's |DiC|, DiC);
+    - ``sbd``: mean symmetric best Dice of the emitted instances (CVPPP);
+    - ``best_overlap``: mean over every ground-truth instance of its best IoU with an emitted
+      one (0 if none is emitted): how well each object is covered;
+    - ``ap@0.5``: AP at IoU 0.5 over every step's mask ranked by its confidence, each
+      prediction a true positive if it overlaps a not yet taken instance of its image by
+      IoU >= 0.5, in order of confidence (AP^r, Hariharan et al. 2014).
+
+    ``update(masks (K, H, W) bool, scores (K,), emitted, targets (N, H, W) bool)``: ``masks`` are
+    the masks of all K unrolled steps, the first ``emitted`` of them the prediction.
+    """
+
+    def __init__(self, iou_threshold: float = 0.5):
+        self.iou_threshold = iou_threshold
+        self.rows: list[dict[str, float]] = []
+        self.scores: list[torch.Tensor] = []
+        self.hits: list[torch.Tensor] = []
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def update(self, masks: torch.Tensor, scores: torch.Tensor, emitted: int,
+               targets: torch.Tensor) -> None:
+        if masks.ndim != 3 or targets.ndim != 3 or masks.shape[1:] != targets.shape[1:]:
+            raise ValueError(f"masks (K, H, W) and targets (N, H, W) must share H, W; got "
+                             f"{tuple(masks.shape)} and {tuple(targets.shape)}")
+        _check_vector("scores", scores, masks.shape[0])
+        if not 0 <= emitted <= masks.shape[0]:
+            raise ValueError(f"emitted must be in [0, {masks.shape[0]}], got {emitted}")
+        n, kept = targets.shape[0], masks[:emitted]
+        cover = pairwise_mask_iou(targets, kept).max(1).values if emitted and n else None
+        self.rows.append({"n": n, "emitted": emitted, "dic": emitted - n,
+                          "sbd": symmetric_best_dice(kept, targets),
+                          "best_overlap": (float(cover.mean()) if cover is not None
+                                           else 0.0 if n else float("nan"))})
+        iou = pairwise_mask_iou(masks, targets)  # (K, N)
+        taken = torch.zeros(n, dtype=torch.bool)
+        hits = torch.zeros(masks.shape[0], dtype=torch.bool)
+        for k in torch.argsort(scores.detach().cpu().double(), descending=True, stable=True):
+            if n:
+                free = torch.where(taken, -1.0, iou[k])
+                j = int(free.argmax())
+                if free[j] >= self.iou_threshold:
+                    hits[k], taken[j] = True, True
+        self.scores.append(scores.detach().cpu().double())
+        self.hits.append(hits)
+
+    def per_image(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows)
+
+    def summary(self) -> dict[str, float]:
+        if not self.rows:
+            raise ValueError("no image was scored; call update() first")
+        frame = self.per_image()
+        positives = int(frame["n"].sum())
+        return {
+            "images": float(len(frame)),
+            "count_acc": float((frame["dic"] == 0).mean()),
+            "abs_dic": float(frame["dic"].abs().mean()),
+            "dic": float(frame["dic"].mean()),
+            "sbd": float(frame["sbd"].mean()),
+            "best_overlap": float(frame["best_overlap"].mean()),
+            f"ap@{_fmt(self.iou_threshold)}": (
+                average_precision(torch.cat(self.scores), torch.cat(self.hits), positives)
+                if positives else float("nan")),
+        }

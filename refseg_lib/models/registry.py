@@ -73,3 +73,4 @@ def _import_builtin_models() -> None:
     import refseg_lib.models.dmn  # noqa: F401
     import refseg_lib.models.m3att  # noqa: F401
     import refseg_lib.models.mcn  # noqa: F401
+    import refseg_lib.models.ris  # noqa: F401
