@@ -75,6 +75,10 @@ PAPER_TRAIN = {
     # RefCOCO's 120,624 training expressions (3,447 steps of 35)
     "mcn": dict(lr=1e-3, batch_size=35, schedule="step", max_steps=45 * 3447,
                 milestones=(30 * 3447, 35 * 3447, 40 * 3447), gamma=0.1),
+    # RIS, official code (bernard24/RIS, plants): Adam 1e-4 at a constant rate for 100k
+    # iterations, each gradient element clamped to +-5 (ours clips the norm at 5); its batch of
+    # one image is the profile's 16 here (a batched GPU run)
+    "ris": dict(lr=1e-4, grad_clip=5.0, schedule="constant", max_steps=100_000),
 }
 
 # The paper profile's image side where a paper gives its own (over PROFILES["paper"]).

@@ -159,9 +159,17 @@ def soft_iou(predicted: torch.Tensor, targets: torch.Tensor, eps: float = 1e-6) 
     """Soft IoU of every predicted map (T, H, W) in [0, 1] with every target (N, H, W):
     sum(y g) / (sum y + sum g - sum(y g)), a (T, N) matrix (the paper's f_IoU)."""
     y, g = predicted.flatten(1).float(), targets.flatten(1).float()
-    intersection = y @ g.T
+    with torch.autocast(y.device.type, enabled=False):  # sums of many pixels: float32
+        intersection = y @ g.T
     union = y.sum(1)[:, None] + g.sum(1)[None, :] - intersection
     return intersection / union.clamp(min=eps)
+
+
+def _bce(probabilities: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Elementwise BCE of probabilities, in float32 outside autocast (CUDA's autocast refuses
+    ``binary_cross_entropy`` on probabilities; the RIS confidences are probabilities)."""
+    with torch.autocast(probabilities.device.type, enabled=False):
+        return F.binary_cross_entropy(probabilities.float(), targets.float(), reduction="none")
 
 
 def ris_loss(predicted: torch.Tensor, scores: torch.Tensor, targets: torch.Tensor, *,
@@ -189,8 +197,8 @@ def ris_loss(predicted: torch.Tensor, scores: torch.Tensor, targets: torch.Tenso
         raise ValueError(f"{predicted.shape[0]} masks but {scores.shape[0]} confidences")
     steps, count = predicted.shape[0], targets.shape[0]
     iou = soft_iou(predicted, targets)  # (T, N)
-    positive = F.binary_cross_entropy(scores.float(), torch.ones_like(scores, dtype=torch.float),
-                                      reduction="none")  # (T,)
+    scores = scores.float()
+    positive = _bce(scores, torch.ones_like(scores))  # (T,)
     cost = -iou
     if form == "code":
         cost = cost + weight * positive[:, None]
@@ -201,6 +209,6 @@ def ris_loss(predicted: torch.Tensor, scores: torch.Tensor, targets: torch.Tenso
     matched = torch.zeros(steps, dtype=torch.bool, device=scores.device)
     matched[rows] = True
     labels = matched if form == "code" else torch.arange(steps, device=scores.device) < count
-    confidence = F.binary_cross_entropy(scores.float(), labels.float(), reduction="sum")
+    confidence = _bce(scores, labels.float()).sum()
     overlap = iou[rows, cols].sum()
     return (-overlap + weight * confidence) / steps, list(zip(rows, cols, strict=True))

@@ -30,3 +30,12 @@ def test_evaluate_without_training_says_what_to_do(tmp_path):
     result = subprocess.run([sys.executable, "-m", "refseg_lib", "evaluate", "--model", "only_vm"],
                             capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode != 0 and "train first" in result.stderr
+
+
+def test_train_and_evaluate_an_instance_task(tmp_path):
+    env = {**os.environ, "REFSEG_REPORTS": str(tmp_path / "reports"),
+           "REFSEG_CHECKPOINTS": str(tmp_path / "checkpoints"), "OMP_NUM_THREADS": "1"}
+    out = run("train", "--model", "ris", "--task", "all", "--steps", "2", "--batch-size", "4",
+              env=env)
+    assert "ris/base val: {" in out and "count_acc" in out
+    assert "sbd" in run("evaluate", "--model", "ris", "--task", "all", env=env)

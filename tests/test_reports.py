@@ -398,3 +398,23 @@ def test_dmn_report_sets_table_1_beside_the_paper(tmp_path):
                       ["paper (%) · overall_iou"].iloc[0])
     low = (tmp_path / "dmn_lowres_shapes-refshape-quick.md").read_text()
     assert "base-lowres" in low and "lstm-lowres" in low and "no_skip" not in low
+
+
+def test_ris_tables_show_both_arms_per_order_in_percent_and_dic_as_a_count():
+    scores = {"count_acc": 0.5, "abs_dic": 0.75, "sbd": 0.4, "best_overlap": 0.3, "ap@0.5": 0.2}
+    rows = [record("ris", "val", 0.6, variant=v, **scores)
+            for v in ("all", "all-curriculum", "all-order1", "all-curriculum-order1",
+                      "all-stage1", "plural-curriculum")]
+    rows.append(record("ris", "testA", 0.7, variant="all-curriculum", **scores))
+    tables = reports.ris_tables(pd.DataFrame(rows))
+    assert set(tables) == {"curriculum", "splits", "plural"}
+    curriculum = tables["curriculum"]
+    assert list(curriculum.index) == [
+        ("n + 2 steps from the start", "order 0"), ("n + 2 steps from the start", "order 1"),
+        ("curriculum: 2, then n + 2", "order 0"), ("curriculum: 2, then n + 2", "order 1")]
+    assert curriculum["count_acc"].eq(50.0).all() and curriculum["abs_dic"].eq(0.75).all()
+    assert list(curriculum.columns)[:2] == ["count_acc", "abs_dic"]
+    splits = tables["splits"]
+    assert splits.loc["curriculum: 2, then n + 2", ("overall_iou", "testA")] == pytest.approx(70)
+    assert len(tables["plural"]) == 2  # stage 1 is no row of any table
+    assert reports.ris_tables(pd.DataFrame(rows).iloc[:0]) == {}

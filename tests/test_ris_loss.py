@@ -91,3 +91,16 @@ def test_gradients_reach_masks_and_scores_and_no_instance_is_handled():
         ris_loss(predicted, scores, squares(2), form="nope")
     with pytest.raises(ValueError, match="3 masks but 2 confidences"):
         ris_loss(predicted, scores[:2], squares(2))
+
+
+def test_loss_under_autocast_is_computed_in_float32():
+    """The engine computes the loss inside autocast (bf16 here, CPU): the matching loss keeps
+    float32 and gives the value it gives outside."""
+    torch.manual_seed(0)
+    predicted, scores = torch.rand(4, 8, 8), torch.rand(4)
+    targets = torch.rand(3, 8, 8) > 0.5
+    expected, pairs = ris_loss(predicted, scores, targets)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, same = ris_loss(predicted.bfloat16(), scores.bfloat16(), targets)
+    assert loss.dtype == torch.float32 and same == pairs
+    torch.testing.assert_close(loss, expected, atol=2e-2, rtol=0)
