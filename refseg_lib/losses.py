@@ -165,20 +165,14 @@ def soft_iou(predicted: torch.Tensor, targets: torch.Tensor, eps: float = 1e-6) 
     return intersection / union.clamp(min=eps)
 
 
-def _bce(probabilities: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Elementwise BCE of probabilities, in float32 outside autocast (CUDA's autocast refuses
-    ``binary_cross_entropy`` on probabilities; the RIS confidences are probabilities)."""
-    with torch.autocast(probabilities.device.type, enabled=False):
-        return F.binary_cross_entropy(probabilities.float(), targets.float(), reduction="none")
-
-
-def ris_loss(predicted: torch.Tensor, scores: torch.Tensor, targets: torch.Tensor, *,
+def ris_loss(predicted: torch.Tensor, score_logits: torch.Tensor, targets: torch.Tensor, *,
              weight: float = 1.0, form: str = "paper"
              ) -> tuple[torch.Tensor, list[tuple[int, int]]]:
     """The RIS loss of one image and the matching it used.
 
-    predicted (T, H, W): the masks emitted at steps t = 1..T, in [0, 1]; scores (T,): their
-    confidences in (0, 1); targets (N, H, W): the ground-truth instances. With delta the
+    predicted (T, H, W): the masks emitted at steps t = 1..T, in [0, 1]; score_logits (T,):
+    the logits z_t of their confidences s_t = sigmoid(z_t); targets (N, H, W): the
+    ground-truth instances. With delta the
     assignment of steps to instances found by the Hungarian algorithm
     (``scipy.optimize.linear_sum_assignment``; T < N leaves instances unmatched, T > N steps):
 
@@ -193,12 +187,13 @@ def ris_loss(predicted: torch.Tensor, scores: torch.Tensor, targets: torch.Tenso
 
     if form not in RIS_FORMS:
         raise ValueError(f"form must be one of {RIS_FORMS}, got {form!r}")
-    if predicted.shape[0] != scores.shape[0]:
-        raise ValueError(f"{predicted.shape[0]} masks but {scores.shape[0]} confidences")
+    if predicted.shape[0] != score_logits.shape[0]:
+        raise ValueError(f"{predicted.shape[0]} masks but {score_logits.shape[0]} confidences")
     steps, count = predicted.shape[0], targets.shape[0]
     iou = soft_iou(predicted, targets)  # (T, N)
-    scores = scores.float()
-    positive = _bce(scores, torch.ones_like(scores))  # (T,)
+    z = score_logits.float()
+    bce = F.binary_cross_entropy_with_logits
+    positive = bce(z, torch.ones_like(z), reduction="none")  # (T,) BCE(s_t, 1)
     cost = -iou
     if form == "code":
         cost = cost + weight * positive[:, None]
@@ -206,9 +201,9 @@ def ris_loss(predicted: torch.Tensor, scores: torch.Tensor, targets: torch.Tenso
     if count:
         found = linear_sum_assignment(cost.detach().cpu().double().numpy())
         rows, cols = found[0].tolist(), found[1].tolist()
-    matched = torch.zeros(steps, dtype=torch.bool, device=scores.device)
+    matched = torch.zeros(steps, dtype=torch.bool, device=z.device)
     matched[rows] = True
-    labels = matched if form == "code" else torch.arange(steps, device=scores.device) < count
-    confidence = _bce(scores, labels.float()).sum()
+    labels = matched if form == "code" else torch.arange(steps, device=z.device) < count
+    confidence = bce(z, labels.float(), reduction="sum")
     overlap = iou[rows, cols].sum()
     return (-overlap + weight * confidence) / steps, list(zip(rows, cols, strict=True))

@@ -183,3 +183,17 @@ def test_run_ris_records_the_curriculum_stages_and_instance_metrics(tmp_path, mo
     assert final["config"]["task"] == "all" and final["config"]["init_from"]
     assert {"count_acc", "abs_dic", "sbd", "best_overlap", "ap@0.5"} <= set(records.columns)
     assert 0 <= final["count_acc"] <= 1
+
+
+def test_all_instances_task_on_a_refer_dataset(tmp_path):
+    from refseg_lib.data.refer_fixture import write_refer_fixture
+
+    root = write_refer_fixture(tmp_path)
+    base = build_dataset("refcoco", split="val", root=root)
+    data = InstanceTask(base, "all")
+    assert data.sentences == [ALL_SENTENCE] * len(base)
+    sample, original = data[0], base[0]
+    assert torch.equal(sample.instance_masks, original.instance_masks)
+    assert torch.equal(sample.mask, original.instance_masks.any(0))
+    with pytest.raises(ValueError, match="symbolic scenes"):
+        InstanceTask(base, "plural")

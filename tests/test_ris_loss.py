@@ -34,7 +34,7 @@ def test_the_matching_undoes_a_permutation(form):
     order = [2, 0, 1]
     predicted = torch.cat([targets[order], torch.zeros(1, 12, 12)])  # 4 steps, the last empty
     scores = torch.tensor([0.9, 0.9, 0.9, 0.1])
-    loss, matching = ris_loss(predicted, scores, targets, form=form)
+    loss, matching = ris_loss(predicted, torch.logit(scores), targets, form=form)
     assert sorted(matching) == [(0, 2), (1, 0), (2, 1)]
     expected_bce = 3 * -torch.log(torch.tensor(0.9)) - torch.log(torch.tensor(0.9))
     assert float(loss) == pytest.approx(float((-3 + expected_bce) / 4), rel=1e-5)
@@ -47,7 +47,7 @@ def test_the_matching_is_the_brute_force_optimum(form, steps, count):
     predicted = torch.rand(steps, 6, 6, generator=generator)
     targets = (torch.rand(count, 6, 6, generator=generator) > 0.5).float()
     scores = torch.rand(steps, generator=generator).clamp(0.05, 0.95)
-    _, matching = ris_loss(predicted, scores, targets, form=form)
+    _, matching = ris_loss(predicted, torch.logit(scores), targets, form=form)
     iou = soft_iou(predicted, targets)
     positive = F.binary_cross_entropy(scores, torch.ones(steps), reduction="none")
     cost = -iou + (positive[:, None] if form == "code" else 0)
@@ -68,24 +68,24 @@ def test_paper_and_code_differ_in_which_steps_must_be_confident():
     first n = 2 steps confident; the official code wants the two matched ones."""
     targets = squares(2)
     predicted = torch.cat([torch.zeros(1, 12, 12), targets])
-    scores = torch.full((3,), 0.5, requires_grad=True)
+    scores = torch.zeros(3, requires_grad=True)  # logits: s = 0.5
     for form, wanted in (("paper", [1.0, 1.0, 0.0]), ("code", [0.0, 1.0, 1.0])):
         scores.grad = None
         ris_loss(predicted, scores, targets, form=form)[0].backward()
-        # d BCE / d s = (s - y) / (s (1 - s)): negative where the target is 1
+        # d BCE / d z = s - y: negative where the target is 1
         assert ((scores.grad < 0).float().tolist()) == wanted, form
 
 
 def test_gradients_reach_masks_and_scores_and_no_instance_is_handled():
     predicted = torch.rand(3, 12, 12, requires_grad=True)
-    scores = torch.rand(3).clamp(0.1, 0.9).requires_grad_()
+    scores = torch.logit(torch.rand(3).clamp(0.1, 0.9)).requires_grad_()
     loss, _ = ris_loss(predicted, scores, squares(2))
     loss.backward()
     assert predicted.grad.abs().sum() > 0 and scores.grad.abs().sum() > 0
     empty, matching = ris_loss(predicted.detach(), scores.detach(), torch.zeros(0, 12, 12),
                                weight=2.0)
     assert matching == []
-    expected = 2.0 * F.binary_cross_entropy(scores.detach(), torch.zeros(3))
+    expected = 2.0 * F.binary_cross_entropy(torch.sigmoid(scores.detach()), torch.zeros(3))
     torch.testing.assert_close(empty, expected)
     with pytest.raises(ValueError, match="form must be one of"):
         ris_loss(predicted, scores, squares(2), form="nope")
@@ -97,10 +97,20 @@ def test_loss_under_autocast_is_computed_in_float32():
     """The engine computes the loss inside autocast (bf16 here, CPU): the matching loss keeps
     float32 and gives the value it gives outside."""
     torch.manual_seed(0)
-    predicted, scores = torch.rand(4, 8, 8), torch.rand(4)
+    predicted, scores = torch.rand(4, 8, 8), torch.randn(4)
     targets = torch.rand(3, 8, 8) > 0.5
     expected, pairs = ris_loss(predicted, scores, targets)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss, same = ris_loss(predicted.bfloat16(), scores.bfloat16(), targets)
     assert loss.dtype == torch.float32 and same == pairs
     torch.testing.assert_close(loss, expected, atol=2e-2, rtol=0)
+
+
+def test_a_confidence_rounded_to_one_still_learns_to_stop():
+    """A logit of 30 gives s = 1.0 in float32, where BCE on the probability has no gradient;
+    from the logit the extra step is still pushed down (the curriculum's second stage)."""
+    logits = torch.tensor([30.0, 30.0], requires_grad=True)
+    loss, _ = ris_loss(squares(1).expand(2, -1, -1), logits, squares(1))
+    loss.backward()
+    assert torch.sigmoid(logits[1]).item() == 1.0
+    assert logits.grad[1] > 0.4  # (s - 0) / T

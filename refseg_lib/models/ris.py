@@ -17,9 +17,10 @@ The model (sec. 3, Fig. 1-3; the official Torch7 code, bernard24/RIS, for the co
 - Inference (sec. 4): unroll up to ``max_steps`` and stop at the first step with s_t < 0.5.
 
 ``ModelOutput.instances`` (B, K, h, w) holds the logits log-softmax + b of the K unrolled steps
-(sigmoid gives Y_t), ``confidence`` (B, K) the s_t, and ``mask_logits`` (B, h, w) the union of
-the emitted instances (the max of their logits; -20 where none is emitted), which the harness's
-mask metrics score against the union of the targets.
+(sigmoid gives Y_t), ``confidence`` (B, K) the s_t (their logits in ``aux``, for the loss),
+and ``mask_logits`` (B, h, w) the union of the emitted instances (the max of their logits; -20
+where none is emitted), which the harness's mask metrics score against the union of the
+targets.
 
 Training (``training_loss``): ``losses.ris_loss`` per image, on the masks resized to the image.
 The number of steps unrolled follows the curriculum of sec. 4: ``train_steps=2`` unrolls two
@@ -142,12 +143,12 @@ class RecurrentInstanceSegmentation(nn.Module):
         return x
 
     def emit(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Fig. 3 on the last layer's h_t (B, C, h, w): mask logits (B, h, w), s_t (B,)."""
+        """Fig. 3 on the last layer's h_t (B, C, h, w): the mask's logits (B, h, w), Y_t their
+        sigmoid, and the confidence's logit z_t (B,), s_t = sigmoid(z_t)."""
         score = self.mask_head(h).flatten(1)  # (B, h*w)
         logits = F.log_softmax(score, dim=1) + self.mask_bias  # spatial inhibition
         pooled = F.adaptive_avg_pool2d(h, self.config.confidence_grid)  # (B, C, g, g)
-        confidence = torch.sigmoid(self.confidence_head(pooled.flatten(1)))[:, 0]  # (B,)
-        return logits.view_as(h[:, 0]), confidence
+        return logits.view_as(h[:, 0]), self.confidence_head(pooled.flatten(1))[:, 0]
 
     def steps(self) -> int:
         """Steps unrolled by the next forward: the curriculum's in training, else max_steps."""
@@ -164,12 +165,13 @@ class RecurrentInstanceSegmentation(nn.Module):
             mask, score = self.emit(h)
             masks.append(mask)
             scores.append(score)
-        instances, confidence = torch.stack(masks, 1), torch.stack(scores, 1)  # (B,K,h,w),(B,K)
+        instances, z = torch.stack(masks, 1), torch.stack(scores, 1)  # (B, K, h, w), (B, K)
+        confidence = torch.sigmoid(z)
         count = emitted_count(confidence, self.config.stop_threshold)  # (B,)
         emitted = torch.arange(instances.shape[1], device=count.device) < count[:, None]
         union = torch.where(emitted[:, :, None, None], instances, NOTHING).amax(1)
         return ModelOutput(mask_logits=union, confidence=confidence, instances=instances,
-                           aux={"emitted": count})
+                           aux={"emitted": count, "confidence_logits": z})
 
     def training_loss(self, output: ModelOutput, batch: Batch) -> tuple[torch.Tensor, dict]:
         """Mean over the batch of ``losses.ris_loss`` (sec. 3.3) on each image's instances."""
@@ -180,7 +182,8 @@ class RecurrentInstanceSegmentation(nn.Module):
             steps = output.instances.shape[1]
             if self.config.train_steps is None:
                 steps = min(steps, targets.shape[0] + self.config.extra_steps)
-            loss, pairs = ris_loss(probabilities[b, :steps], output.confidence[b, :steps],
+            loss, pairs = ris_loss(probabilities[b, :steps],
+                                   output.aux["confidence_logits"][b, :steps],
                                    targets, weight=self.config.confidence_weight,
                                    form=self.config.loss_form)
             total = total + loss
