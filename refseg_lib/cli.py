@@ -87,7 +87,7 @@ def execute_in_place(selection: list[str] | None, timeout: int) -> None:
 
 
 def train(args: argparse.Namespace) -> None:
-    from refseg_lib.experiments import instance_analysis, run_experiment
+    from refseg_lib.experiments import run_experiment
 
     overrides = {"max_steps": args.steps} if args.steps else {}
     if args.batch_size:
@@ -97,8 +97,7 @@ def train(args: argparse.Namespace) -> None:
         profile=args.profile, eval_splits=tuple(args.eval_splits), seed=args.seed,
         model_config=json.loads(args.model_config), train_overrides=overrides,
         root=args.data_root, source="python -m refseg_lib train", resume=not args.restart,
-        init_from=args.init_from, task=args.task,
-        analysis=instance_analysis if args.task else None)
+        init_from=args.init_from, task=args.task)
     for split, evaluation in experiment.evaluations.items():
         shown = {k: round(v, 4) for k, v in evaluation.summary.items() if k != "n"}
         print(f"{args.model}/{args.variant} {split}: {shown}")
@@ -108,7 +107,7 @@ def train(args: argparse.Namespace) -> None:
 
 def evaluate_checkpoint(args: argparse.Namespace) -> None:
     from refseg_lib.data import Collate, Vocabulary
-    from refseg_lib.engine import evaluate, evaluate_instances, load_model_weights
+    from refseg_lib.engine import evaluate, load_model_weights
     from refseg_lib.experiments import checkpoint_path, get_profile, load_split
     from refseg_lib.models import build_model
 
@@ -127,11 +126,8 @@ def evaluate_checkpoint(args: argparse.Namespace) -> None:
         data = load_split(args.dataset, split, profile, style=args.style,
                           num_samples=profile.eval_samples, seed=args.seed, root=args.data_root,
                           task=args.task)
-        collate = Collate(vocabulary, dataset=args.dataset)
-        summary = evaluate(model, data, collate).summary
-        if args.task:
-            summary.update(evaluate_instances(model, data, collate).summary())
-        print(f"{split}: {({k: round(v, 4) for k, v in summary.items()})}")
+        result = evaluate(model, data, Collate(vocabulary, dataset=args.dataset))
+        print(f"{split}: {({k: round(v, 4) for k, v in result.summary.items()})}")
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:

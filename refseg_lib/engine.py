@@ -556,7 +556,10 @@ def evaluate(model: nn.Module, dataset: Dataset, collate_fn: Callable[[list], Ba
     The model runs in eval mode without gradients (its mode is restored afterwards), under
     the same autocast as training; its logits are resized to each mask and binarised at 0.5
     and at every extra threshold. ``device=None`` keeps the model where it is; a device moves
-    it there. Box metrics (Acc@0.5, IE) are added when the model predicts boxes. ``refine``
+    it there. Box metrics (Acc@0.5, IE) are added when the model predicts boxes, instance
+    metrics (``InstanceMeter``: count accuracy, |DiC|, SBD, best overlap, AP@0.5, against each
+    sample's ``instance_masks``) when it emits instances (``ModelOutput.instances``,
+    ``confidence`` and ``aux["emitted"]``, the count its stopping rule keeps). ``refine``
     maps (images, logits at mask size) to refined logits (``postprocess.crf_refine``).
     """
     device = _model_device(model) if device is None else pick_device(device)
@@ -565,6 +568,7 @@ def evaluate(model: nn.Module, dataset: Dataset, collate_fn: Callable[[list], Ba
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn,
                         num_workers=num_workers, generator=torch.Generator())
     meter = SegmentationMeter(thresholds)
+    instances = InstanceMeter()
     ids: dict[str, list[str]] = {"sample_id": [], "image_id": [], "sentence": []}
     start = time.perf_counter()
     bar = tqdm(loader, desc="evaluate", disable=not progress, leave=False, unit="batch")
@@ -580,6 +584,8 @@ def evaluate(model: nn.Module, dataset: Dataset, collate_fn: Callable[[list], Ba
             meter.update(logits, batch.masks, batch.tags,
                          pred_boxes=output.box.float() if has_box else None,
                          gt_boxes=batch.boxes if has_box else None)
+            if output.instances is not None:
+                _update_instances(instances, output, batch)
             ids["sample_id"] += batch.sample_ids
             ids["image_id"] += batch.image_ids
             ids["sentence"] += batch.sentences
@@ -587,35 +593,18 @@ def evaluate(model: nn.Module, dataset: Dataset, collate_fn: Callable[[list], Ba
     if not len(meter):
         raise ValueError(f"cannot evaluate on an empty dataset ({dataset!r})")
     per_sample = pd.concat([pd.DataFrame(ids), meter.per_sample()], axis=1)
-    return EvalResult(summary=meter.summary(), per_sample=per_sample, by_tag=meter.by_tag(),
+    summary = {**meter.summary(), **(instances.summary() if len(instances) else {})}
+    return EvalResult(summary=summary, per_sample=per_sample, by_tag=meter.by_tag(),
                       eval_time_s=elapsed, samples_per_s=len(meter) / max(elapsed, 1e-9))
 
 
-def evaluate_instances(model: nn.Module, dataset: Dataset, collate_fn: Callable[[list], Batch],
-                       *, batch_size: int = 32, progress: bool = True, amp: str = "auto",
-                       threshold: float = PRIMARY_THRESHOLD) -> InstanceMeter:
-    """Score a model that emits instances (``ModelOutput.instances`` and ``confidence``, and
-    ``aux["emitted"]``, the count its stopping rule keeps) against every sample's
-    ``instance_masks``: an ``InstanceMeter`` (count accuracy, |DiC|, SBD, best overlap, AP)."""
-    device = _model_device(model)
-    dtype = autocast_dtype(amp, device)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
-    meter = InstanceMeter()
-    cut = math.log(threshold / (1 - threshold))
-    bar = tqdm(loader, desc="instances", disable=not progress, leave=False, unit="batch")
-    with _eval_mode(model), bar:
-        for batch in bar:
-            batch = batch.to(device)
-            with _autocast(device, dtype):
-                output = model(batch.images, batch.tokens, batch.lengths)
-            if output.instances is None or output.confidence is None:
-                raise ValueError(f"{type(model).__name__} emits no instances: instance metrics "
-                                 "need ModelOutput.instances and confidence")
-            masks = resize_instances(output.instances.float(), batch.masks.shape[-2:]) > cut
-            for b, targets in enumerate(batch.instance_masks):
-                meter.update(masks[b].cpu(), output.confidence[b].float().cpu(),
-                             int(output.aux["emitted"][b]), targets.cpu())
-    return meter
+def _update_instances(meter: InstanceMeter, output: ModelOutput, batch: Batch) -> None:
+    """Score each image's emitted instances, binarised at ``PRIMARY_THRESHOLD``."""
+    cut = math.log(PRIMARY_THRESHOLD / (1 - PRIMARY_THRESHOLD))
+    masks = resize_instances(output.instances.float(), batch.masks.shape[-2:]) > cut
+    for b, targets in enumerate(batch.instance_masks):  # (B, K, H, W) bool
+        meter.update(masks[b].cpu(), output.confidence[b].float().cpu(),
+                     int(output.aux["emitted"][b]), targets.cpu())
 
 
 def predict(model: nn.Module, images: torch.Tensor, tokens: torch.Tensor,

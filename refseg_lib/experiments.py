@@ -383,13 +383,12 @@ def run_ris(task: str = "all", *, curriculum: bool = True, profile: str = "quick
 
     With ``curriculum``, stage 1 (``<task>-stage1<suffix>``) unrolls two steps per image for
     ``curriculum_steps``, and stage 2 starts from its weights with n + 2 steps for the rest of
-    ``steps``. The instance metrics (``engine.evaluate_instances``) join each record's metrics.
+    ``steps``. ``engine.evaluate`` adds the instance metrics to each record's metrics.
     ``kwargs`` go to ``run_experiment`` (``eval_splits``, ``source``, ...).
     """
     total = steps or RIS_STEPS[profile]
     first = (curriculum_steps or RIS_CURRICULUM_STEPS[profile]) if curriculum else 0
     config = {"conditioned": task == "plural", **(model_config or {})}
-    kwargs.setdefault("analysis", instance_analysis)
     # (name, extra model config, steps): stage 1 unrolls two steps, the last stage n + 2
     stages = [(f"{task}-stage1{suffix}", {"train_steps": 2}, first)] if curriculum else []
     final = f"{task}{'-curriculum' if curriculum else ''}{suffix}"
@@ -404,11 +403,3 @@ def run_ris(task: str = "all", *, curriculum: bool = True, profile: str = "quick
             train_overrides=overrides, init_from=experiment.checkpoint if experiment else None,
             **kwargs)
     return experiment
-
-
-def instance_analysis(net: nn.Module, train_set: Dataset, eval_set: Dataset,
-                      collate: Collate) -> dict[str, float]:
-    """The instance metrics of a model that emits instances (``InstanceMeter.summary``)."""
-    from refseg_lib.engine import evaluate_instances
-
-    return evaluate_instances(net, eval_set, collate, progress=False).summary()

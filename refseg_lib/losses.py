@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from refseg_lib.data.types import Batch
+from refseg_lib.metrics import pairwise_iou
 from refseg_lib.models.registry import ModelOutput
 
 
@@ -155,14 +156,11 @@ def rec_loss(raw: torch.Tensor, gt_boxes: torch.Tensor, anchors: torch.Tensor, s
 RIS_FORMS = ("paper", "code")
 
 
-def soft_iou(predicted: torch.Tensor, targets: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+def soft_iou(predicted: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Soft IoU of every predicted map (T, H, W) in [0, 1] with every target (N, H, W):
-    sum(y g) / (sum y + sum g - sum(y g)), a (T, N) matrix (the paper's f_IoU)."""
-    y, g = predicted.flatten(1).float(), targets.flatten(1).float()
-    with torch.autocast(y.device.type, enabled=False):  # sums of many pixels: float32
-        intersection = y @ g.T
-    union = y.sum(1)[:, None] + g.sum(1)[None, :] - intersection
-    return intersection / union.clamp(min=eps)
+    sum(y g) / (sum y + sum g - sum(y g)), a (T, N) matrix (the paper's f_IoU); the same
+    computation as the metrics' ``pairwise_iou``, differentiable."""
+    return pairwise_iou(predicted, targets)
 
 
 def ris_loss(predicted: torch.Tensor, score_logits: torch.Tensor, targets: torch.Tensor, *,

@@ -446,29 +446,40 @@ def choose_threshold(
 # ---------------------------------------------------------------------------------------------
 
 
-def pairwise_mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU of every mask of ``a (M, H, W)`` with every mask of ``b (N, H, W)``, bool: (M, N)
-    float64 on CPU (0 where both are empty)."""
-    a, b = a.flatten(1).double().cpu(), b.flatten(1).double().cpu()
-    inter = a @ b.T
-    union = a.sum(1)[:, None] + b.sum(1)[None, :] - inter
-    return torch.where(union > 0, inter / union.clamp(min=1), 0.0)
+def pairwise_iou(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """IoU of every map of ``a (M, H, W)`` with every map of ``b (N, H, W)``:
+    sum(a b) / (sum a + sum b - sum(a b)), an (M, N) matrix on the inputs' device. Binary masks
+    give the mask IoU (0 where both are empty); maps in [0, 1] give the soft IoU of the RIS loss
+    (``losses.soft_iou``). Float32, or float64 if either input is; computed outside autocast."""
+    dtype = torch.float64 if torch.float64 in (a.dtype, b.dtype) else torch.float32
+    x, y = a.flatten(1).to(dtype), b.flatten(1).to(dtype)
+    with torch.autocast(x.device.type, enabled=False):  # sums of many pixels: full precision
+        inter = x @ y.T
+    union = x.sum(1)[:, None] + y.sum(1)[None, :] - inter
+    return inter / union.clamp(min=eps)
+
+
+def _mean_best_dice(iou: torch.Tensor) -> float:
+    """BD from an IoU matrix: the mean over its rows of the best Dice = 2 IoU / (1 + IoU) of
+    the same pair; 0 when either side has no mask."""
+    if iou.numel() == 0:
+        return 0.0
+    return float((2 * iou / (1 + iou)).max(1).values.mean())
 
 
 def best_dice(a: torch.Tensor, b: torch.Tensor) -> float:
     """BD(a, b) = (1 / M) sum_i max_j 2 |a_i ∩ b_j| / (|a_i| + |b_j|) (CVPPP's leaf benchmark,
-    Scharr et al. 2016, used by Romera-Paredes & Torr); 0 when ``b`` is empty, and ``a`` with
-    no mask gives 0 too (nothing was matched)."""
-    if a.shape[0] == 0 or b.shape[0] == 0:
-        return 0.0
-    iou = pairwise_mask_iou(a, b)
-    dice = 2 * iou / (1 + iou)  # Dice = 2 IoU / (1 + IoU) for the same pair
-    return float(dice.max(1).values.mean())
+    Scharr et al. 2016, used by Romera-Paredes & Torr); 0 when ``a`` or ``b`` has no mask."""
+    return _mean_best_dice(pairwise_iou(a.double(), b.double()))
+
+
+def _symmetric_best_dice(iou: torch.Tensor) -> float:
+    return min(_mean_best_dice(iou), _mean_best_dice(iou.T))
 
 
 def symmetric_best_dice(pred: torch.Tensor, gt: torch.Tensor) -> float:
     """SBD = min(BD(pred, gt), BD(gt, pred)): an extra or a missed instance both lower it."""
-    return min(best_dice(pred, gt), best_dice(gt, pred))
+    return _symmetric_best_dice(pairwise_iou(pred.double(), gt.double()))
 
 
 def average_precision(scores: torch.Tensor, hits: torch.Tensor, num_positives: int) -> float:
@@ -520,13 +531,13 @@ class InstanceMeter:
         _check_vector("scores", scores, masks.shape[0])
         if not 0 <= emitted <= masks.shape[0]:
             raise ValueError(f"emitted must be in [0, {masks.shape[0]}], got {emitted}")
-        n, kept = targets.shape[0], masks[:emitted]
-        cover = pairwise_mask_iou(targets, kept).max(1).values if emitted and n else None
+        n = targets.shape[0]
+        iou = pairwise_iou(masks.cpu().double(), targets.cpu().double())  # (K, N)
+        kept = iou[:emitted]  # the prediction's rows
         self.rows.append({"n": n, "emitted": emitted, "dic": emitted - n,
-                          "sbd": symmetric_best_dice(kept, targets),
-                          "best_overlap": (float(cover.mean()) if cover is not None
+                          "sbd": _symmetric_best_dice(kept),
+                          "best_overlap": (float(kept.max(0).values.mean()) if emitted and n
                                            else 0.0 if n else float("nan"))})
-        iou = pairwise_mask_iou(masks, targets)  # (K, N)
         taken = torch.zeros(n, dtype=torch.bool)
         hits = torch.zeros(masks.shape[0], dtype=torch.bool)
         for k in torch.argsort(scores.detach().cpu().double(), descending=True, stable=True):

@@ -24,7 +24,8 @@ class ModelOutput:
     mask_logits: torch.Tensor  # (B, h, w) logits of the referent's mask
     box: torch.Tensor | None = None  # (B, 4) xyxy pixels of the input image (REC heads)
     confidence: torch.Tensor | None = None  # (B,) or (B, K)
-    instances: torch.Tensor | None = None  # (B, K, h, w) logits, one per emitted instance
+    # (B, K, h, w) logits, one per unrolled step; with confidence (B, K) and aux["emitted"] (B,)
+    instances: torch.Tensor | None = None
     attention: dict[str, torch.Tensor] = field(default_factory=dict)  # maps for visualisation
     aux: dict[str, torch.Tensor] = field(default_factory=dict)  # model-specific loss inputs
 

@@ -177,11 +177,11 @@ class RecurrentInstanceSegmentation(nn.Module):
         """Mean over the batch of ``losses.ris_loss`` (sec. 3.3) on each image's instances."""
         probabilities = torch.sigmoid(resize_instances(output.instances.float(),
                                                        batch.images.shape[-2:]))  # (B,K,H,W)
-        total, matched = 0.0, 0
+        total, matched, unrolled = 0.0, 0, output.instances.shape[1]
         for b, targets in enumerate(batch.instance_masks):
-            steps = output.instances.shape[1]
+            steps = unrolled
             if self.config.train_steps is None:
-                steps = min(steps, targets.shape[0] + self.config.extra_steps)
+                steps = min(unrolled, targets.shape[0] + self.config.extra_steps)
             loss, pairs = ris_loss(probabilities[b, :steps],
                                    output.aux["confidence_logits"][b, :steps],
                                    targets, weight=self.config.confidence_weight,
