@@ -222,11 +222,14 @@ def breakdown_by_tag(
     union: torch.Tensor,
     tags: Sequence[Sequence[str]],
     pr_threshold: float = 0.5,
+    *,
+    category_only: bool = False,
 ) -> pd.DataFrame:
     """Metrics per phenomenon tag: one row for ``"all"`` and one per tag of ``PHENOMENA`` present.
 
     A sample with several tags counts in each of their rows. Columns: n, overall_iou, mean_iou,
-    ``Pr@{pr_threshold}``.
+    ``Pr@{pr_threshold}``. ``category_only`` adds a ``"category only"`` row: the expressions that
+    name the category and nothing else ("the star"), the ones a category word alone resolves.
     """
     _check_vector("inter", inter)
     _check_vector("union", union, inter.shape[0])
@@ -236,6 +239,9 @@ def breakdown_by_tag(
     if unknown:
         raise ValueError(f"unknown phenomenon tags {sorted(unknown)}; known: {PHENOMENA}")
     rows = {"all": _row(inter, union, pr_threshold)}
+    alone = torch.tensor([tuple(t) == ("category",) for t in tags], dtype=torch.bool)
+    if category_only and alone.any():
+        rows["category only"] = _row(inter[alone], union[alone], pr_threshold)
     for tag in PHENOMENA:
         keep = torch.tensor([tag in sample_tags for sample_tags in tags], dtype=torch.bool)
         if keep.any():
@@ -243,6 +249,21 @@ def breakdown_by_tag(
     frame = pd.DataFrame.from_dict(rows, orient="index")
     frame.index.name = "tag"
     return frame
+
+
+def tag_record_metrics(per_sample: pd.DataFrame) -> dict[str, float]:
+    """A run record's per-phenomenon metrics from ``engine.evaluate``'s per-sample table (its
+    ``intersection``, ``union`` and ``tags`` columns at 0.5): ``overall_iou[<tag>]`` and
+    ``n[<tag>]`` for the "category only" row and each tag of ``PHENOMENA`` present (notebook 09's
+    heatmap); none when no sample carries a tag (instance tasks)."""
+    tags = list(per_sample["tags"])
+    if not any(tags):
+        return {}
+    table = breakdown_by_tag(torch.tensor(per_sample["intersection"].to_numpy()),
+                             torch.tensor(per_sample["union"].to_numpy()), tags,
+                             category_only=True).drop(index="all")
+    return {**{f"overall_iou[{t}]": float(v) for t, v in table["overall_iou"].items()},
+            **{f"n[{t}]": float(v) for t, v in table["n"].items()}}
 
 
 # ---------------------------------------------------------------------------------------------
