@@ -52,21 +52,19 @@ def reproduce(profile: str, selection: list[str] | None) -> None:
 
 def report() -> list[Path]:
     """Rebuild every report from the run records, and README.md's results section."""
+    from refseg_lib.comparison import readme_section
     from refseg_lib.records import load_run_records
     from refseg_lib.reports import build_reports
 
-    written = build_reports(load_run_records())
-    baselines = reports_dir() / "baselines.md"
+    records = load_run_records()
+    written = build_reports(records)
     readme = REPO_ROOT / "README.md"
     text = readme.read_text(encoding="utf-8")
     ours = reports_dir().resolve() == (REPO_ROOT / "reports").resolve()  # not a test's folder
-    if ours and baselines.exists() and README_START in text and README_END in text:
-        lines = baselines.read_text(encoding="utf-8").splitlines()
-        table = "\n".join([line for line in lines if line.startswith("|")]
-                          + ["", "Notes, sources and run records: [reports/baselines.md]"
-                             "(reports/baselines.md)."])
+    if ours and README_START in text and README_END in text:
         head, rest = text.split(README_START, 1)
-        text = f"{head}{README_START}\n{table}\n{README_END}{rest.split(README_END, 1)[1]}"
+        text = (f"{head}{README_START}\n{readme_section(records)}\n{README_END}"
+                f"{rest.split(README_END, 1)[1]}")
         readme.write_text(text, encoding="utf-8")
     for path in written:
         print(f"[report] {path.relative_to(reports_dir().parent)}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,14 +28,21 @@ from refseg_lib.engine import (
     evaluate,
     fit,
     init_weights_from,
+    predict,
     seed_everything,
 )
 from refseg_lib.losses import mask_bce
-from refseg_lib.metrics import tag_record_metrics
+from refseg_lib.metrics import PRIMARY_THRESHOLD, tag_record_metrics
 from refseg_lib.models import build_model
 from refseg_lib.models.registry import model_takes
 from refseg_lib.paths import checkpoints_dir
-from refseg_lib.records import RunRecord, count_parameters, hardware_info, write_run_record
+from refseg_lib.records import (
+    RunRecord,
+    count_parameters,
+    hardware_info,
+    pack_mask,
+    write_run_record,
+)
 
 
 @dataclass(frozen=True)
@@ -142,7 +149,8 @@ def run_experiment(model: str, *, variant: str = "base", dataset: str = "shapes"
                    init_from: str | Path | None = None, write_records: bool = True,
                    progress: bool = True, eval_samples: int | None = None,
                    eval_settings: dict[str, dict] | None = None,
-                   analysis: Analysis | None = None, task: str | None = None) -> Experiment:
+                   analysis: Analysis | None = None, task: str | None = None,
+                   examples: Sequence[int] = ()) -> Experiment:
     """Train ``model`` (a registry name) on ``dataset`` and evaluate it on ``eval_splits``.
 
     ``model_config`` goes to ``build_model`` (the variant's flags); ``train_overrides`` replaces
@@ -157,7 +165,9 @@ def run_experiment(model: str, *, variant: str = "base", dataset: str = "shapes"
     ``"val+roi"``. ``analysis(net, train_set, eval_set, collate)`` returns extra metrics recorded
     beside each split's evaluation (M3Att's word-recovery probe). ``task`` replaces the
     referent by a set of instances (``data.instances.InstanceTask``: ``"all"``, ``"plural"``),
-    for the recurrent instance segmentation of notebook 08. A model with its own
+    for the recurrent instance segmentation of notebook 08. ``examples`` (indices into the
+    first evaluation split) records the predicted masks of those samples in that split's
+    records (``RunRecord.examples``, notebook 09's qualitative grid). A model with its own
     objective defines ``training_loss(output, batch)`` (MCN's eq. 12); the others train on
     ``losses.mask_bce``.
     """
@@ -198,6 +208,8 @@ def run_experiment(model: str, *, variant: str = "base", dataset: str = "shapes"
                 for name, value in defaults.items():
                     setattr(net, name, value)
             evaluations[split + key] = evaluation
+            shown = predicted_examples(net, eval_set, collate, examples) if (
+                examples and split == eval_splits[0]) else {}
             if analysis is not None and not key:
                 evaluation.summary.update(analysis(net, train_set, eval_set, collate))
             if not write_records:
@@ -214,9 +226,24 @@ def run_experiment(model: str, *, variant: str = "base", dataset: str = "shapes"
                 metrics={**evaluation.summary, **tag_record_metrics(evaluation.per_sample)},
                 train_time_s=result.train_time_s,
                 eval_time_s=evaluation.eval_time_s, samples_per_s=result.samples_per_s,
-                params=count_parameters(net), hardware=hardware_info(), source=source)
+                params=count_parameters(net), hardware=hardware_info(), source=source,
+                examples=shown)
             records.append(write_run_record(record))
     return Experiment(net, vocabulary, collate, result, evaluations, records, path)
+
+
+def predicted_examples(net: nn.Module, dataset: Dataset, collate: Collate,
+                       indices: Sequence[int]) -> dict[str, str]:
+    """The masks ``net`` predicts (probability > 0.5) for ``dataset[i]``, ``i`` in ``indices``,
+    packed for a run record: sample id -> ``records.pack_mask``; indices past the end of
+    ``dataset`` (a capped evaluation) are left out."""
+    indices = [i for i in indices if i < len(dataset)]
+    if not indices:
+        return {}
+    batch = collate([dataset[i] for i in indices])
+    masks = predict(net, batch.images, batch.tokens, batch.lengths) > PRIMARY_THRESHOLD
+    return {sample_id: pack_mask(mask) for sample_id, mask in
+            zip(batch.sample_ids, masks, strict=True)}
 
 
 # DMN's two training stages (sec. 4.3; official README: 24 epochs at low resolution, then 4 with
@@ -427,6 +454,8 @@ LEADERBOARD = {
     "MCN": ("mcn", "cem" + LEADERBOARD_SUFFIX + "+asnls"),
     "M3Att": ("m3att", "lfr" + LEADERBOARD_SUFFIX),
 }
+# val samples whose predicted masks the records keep, for notebook 09's qualitative grid
+LEADERBOARD_EXAMPLES = tuple(range(0, 480, 60))
 # RIS segments every object of a scene (no sentence): its own task, notebook 08's curriculum run
 LEADERBOARD_RIS = ("ris", "all-curriculum")
 
@@ -440,6 +469,8 @@ def run_leaderboard(system: str, style: str = "refshape", *, profile: str = "qui
     sentence), whose records the leaderboard shares with notebook 08."""
     steps = steps or LEADERBOARD_STEPS[profile]
     kwargs.setdefault("eval_splits", LEADERBOARD_SPLITS)
+    if system != "RIS":
+        kwargs.setdefault("examples", LEADERBOARD_EXAMPLES)
     if system == "RIS":
         if style != "refshape":
             raise ValueError("RIS segments every object and reads no sentence: run it in the "

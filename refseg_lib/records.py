@@ -9,6 +9,7 @@ half-written record, even if the writer is killed.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
@@ -21,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -174,6 +176,9 @@ class RunRecord:
     git_revision: str = field(default_factory=git_revision)
     created: str = field(default_factory=_now)  # ISO 8601, UTC
     source: str = ""  # the notebook or script that produced the run
+    # predicted masks of a few evaluation samples, sample id -> pack_mask(mask) (notebook 09's
+    # qualitative grid, drawn from the records alone)
+    examples: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in (*KEY_FIELDS[:3], *KEY_FIELDS[4:]):  # style may be ""
@@ -193,6 +198,22 @@ class RunRecord:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunRecord:
         return dataclass_from_dict(cls, data, "run record")
+
+
+def pack_mask(mask: torch.Tensor) -> str:
+    """A boolean ``(H, W)`` mask as text for a JSON record: ``"HxW:"`` + base64 of its bits."""
+    if mask.ndim != 2:
+        raise ValueError(f"pack_mask takes one (H, W) mask, got shape {tuple(mask.shape)}")
+    bits = np.packbits(mask.detach().cpu().numpy().astype(bool).ravel())
+    return f"{mask.shape[0]}x{mask.shape[1]}:" + base64.b64encode(bits.tobytes()).decode("ascii")
+
+
+def unpack_mask(text: str) -> torch.Tensor:
+    """The ``(H, W)`` bool mask ``pack_mask`` wrote."""
+    shape, _, data = text.partition(":")
+    height, width = (int(v) for v in shape.split("x"))
+    bits = np.unpackbits(np.frombuffer(base64.b64decode(data), dtype=np.uint8))
+    return torch.from_numpy(bits[: height * width].reshape(height, width).astype(bool))
 
 
 def _safe(part: str) -> str:

@@ -1036,3 +1036,8 @@ def ris_report(records: pd.DataFrame, out_dir: Path) -> list[Path]:
              "Quick profile: every run trains 1500 steps (experiments.RIS_STEPS); with the "
              "curriculum, 400 of them unroll two steps per image."]
     return _write_model_tables(records, out_dir, "ris", ["ris"], ris_tables, titles, notes)
+
+
+# The comparison of notebook 09 registers its reports from its own module (it reads the
+# experiments' leaderboard settings, which import the training stack).
+from refseg_lib import claims, comparison  # noqa: E402, F401
