@@ -4,18 +4,18 @@ records (never written by hand).
 
 A claim names two sides, each one of our runs (model, variant, style, split) beside the
 paper's row it stands for; it says one side beats the other (``"better"``) or is not worse
-(``"similar"``). The verdict:
+than it by more than a tolerance (``"similar"``). The verdict:
 
-- *reproduced*: ours shows the paper's ordering by at least the claim's margin (1 point of a
-  percentage by default) in every training order recorded (a run ``<variant>-order1`` trained
-  on another batch order counts as a second measurement);
-- *not reproduced*: reversed, or a difference smaller than the margin, in some order;
+- *reproduced*: ours shows the paper's ordering in every training order recorded (a run
+  ``<variant>-order1``, trained on another batch order, counts as a second measurement);
+- *not reproduced*: reversed or tied in some order;
 - *not testable here*: a side has no run record (run its notebook, or ``reproduce``), or the
   claim needs what this course cannot have (the paper's data, a GPU timing), said in ``why``.
 
-The margin is ours: one seed per run, and two batch orders of the same M3Att model differ by
-up to 5 points overall (notebook 07), so a difference of a point or two is a weak verdict either
-way; the table prints every figure so a reader can judge.
+``why`` also flags an ordering that holds by less than one point (``WEAK_BELOW``) as weak
+evidence: one seed per run, and two batch orders of the same M3Att model differ by up to 5
+points overall (notebook 07). This is the rule the notebooks state their verdicts by, so the
+ledger and the notebooks agree; the table prints every figure so a reader can judge.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import pandas as pd
 from refseg_lib.paper_numbers import GREF_GOOGLE, NOT_APPLICABLE, UNC, UNC_PLUS, paper_numbers
 from refseg_lib.reports import MISSING, latest_records, register_report, write_table
 
-MARGIN = 1.0  # points: the smallest difference a verdict counts as an effect
+WEAK_BELOW = 1.0  # points: an ordering that holds by less is flagged as weak evidence
 VERDICTS = ("reproduced", "not reproduced", "not testable here")
 _NOT_PERCENT = {"params": 1e-6, "abs_dic": 1.0}  # scale of metrics that are not fractions
 
@@ -58,7 +58,7 @@ class Claim:
     split: str = "val"
     kind: str = "better"  # "better": better beats each of worse; "similar": not worse
     lower_is_better: bool = False
-    margin: float = MARGIN
+    margin: float = WEAK_BELOW  # "better": weak below it; "similar": the tolerance
     paper_note: str = ""  # the paper's figure in words where it prints no number
     untestable: str = ""  # why the claim cannot be tested here (then no sides)
 
@@ -102,8 +102,9 @@ CLAIMS: tuple[Claim, ...] = (
           split="testA", better=_DMN,
           worse=(Side("Only VM", "only_vm", "base", _dmn1("Only VM")),)),
     Claim("DMN", "Fig. 7", "SRUs reach the LSTMs' accuracy in the language and synthesis "
-          "modules", kind="similar", paper_note="Fig. 7: curves of the same level, no number",
-          better=Side("SRU", "dmn", "base"), worse=(Side("LSTM", "dmn", "lstm"),)),
+          "modules (ours: the low-resolution stage, within notebook 02's 3 points)",
+          kind="similar", margin=3.0, paper_note="Fig. 7: curves of the same level, no number",
+          better=Side("SRU", "dmn", "base-lowres"), worse=(Side("LSTM", "dmn", "lstm-lowres"),)),
     Claim("DMN", "Sec. 5.3", "SRUs need fewer parameters than LSTMs (language + synthesis "
           "modules; ours: the whole model)", metric="params",
           paper_metric="trainable parameters", lower_is_better=True, margin=0.0,
@@ -312,14 +313,16 @@ def judge(claim: Claim, runs: pd.DataFrame) -> dict[str, str]:
                     + (f" ({order})" if len(orders) > 1 else ""))
     worst = min(gaps)
     if claim.kind == "similar":
-        ok, why = worst > -claim.margin, (
-            f"within {claim.margin:g} of each other" if abs(worst) < claim.margin
-            else ("ahead" if worst > 0 else "behind") + f" by {abs(worst):.2f}")
+        ok = worst > -claim.margin
+        why = (("ahead" if worst > 0 else "behind") + f" by {abs(worst):.2f}: "
+               + ("within" if ok else "beyond") + f" the {claim.margin:g}-point tolerance")
     else:
-        ok = worst >= claim.margin if claim.margin else worst > 0
-        why = (f"ahead by at least {worst:.2f} in every comparison" if ok else
-               f"reversed by {-worst:.2f}" if worst <= -claim.margin else
-               f"difference {worst:+.2f}, below the {claim.margin:g}-point margin")
+        ok = worst > 0
+        weak = f": less than {claim.margin:g} point, weak evidence from one seed" if (
+            ok and worst < claim.margin) else ""
+        every = " in every comparison" if len(gaps) > 1 else ""
+        why = (f"ahead by at least {worst:.2f}{every}{weak}" if ok
+               else f"reversed by {-worst:.2f}" if worst < 0 else "tied")
     names = sorted({Path(str(f[o].get("path", ""))).name for f in found for o in orders})
     return {**row, "ours": "; ".join(ours), "verdict": VERDICTS[0] if ok else VERDICTS[1],
             "why": why, "records": ", ".join(names)}
@@ -352,10 +355,11 @@ def claims_report(records: pd.DataFrame, out_dir: Path) -> list[Path]:
         "sides from our records on ShapeRef's analogue of that benchmark and split, in "
         "percent (parameters in millions); '(order 1)' is the same run trained on another "
         "batch order.",
-        f"Verdict: reproduced when ours shows the paper's ordering by at least {MARGIN:g} "
-        "point in every recorded order (parameters: any difference); not reproduced when "
-        "reversed or closer than that; not testable here when a record is missing or the "
-        "claim needs the paper's data or hardware. Our runs are small (64 px, a few thousand "
-        "steps, one seed): a verdict is about ShapeRef at that scale, not about the paper.",
+        "Verdict: reproduced when ours shows the paper's ordering in every recorded order "
+        f"('why' flags a lead under {WEAK_BELOW:g} point as weak evidence: one seed per run); "
+        "for 'similar' claims, when ours is within the stated tolerance; not reproduced when "
+        "reversed or tied; not testable here when a record is missing or the claim needs the "
+        "paper's data or hardware. Our runs are small (64 px, a few thousand steps, one "
+        "seed): a verdict is about ShapeRef at that scale, not about the paper.",
     ]
     return list(write_table(ledger.reset_index(), "CLAIMS", "Claims ledger", notes, out_dir))

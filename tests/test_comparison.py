@@ -92,8 +92,8 @@ def _claim(**kwargs) -> Claim:
 
 
 @pytest.mark.parametrize("a, b, verdict, why", [
-    (0.60, 0.50, "reproduced", "ahead"), (0.505, 0.50, "not reproduced", "below"),
-    (0.40, 0.50, "not reproduced", "reversed")])
+    (0.60, 0.50, "reproduced", "ahead by 10.00"), (0.505, 0.50, "reproduced", "weak"),
+    (0.50, 0.50, "not reproduced", "tied"), (0.40, 0.50, "not reproduced", "reversed")])
 def test_verdicts_follow_the_margin(a, b, verdict, why):
     runs = pd.DataFrame([record("dmn", "a", overall=a), record("dmn", "b", overall=b)])
     row = judge(_claim(), runs)
@@ -116,6 +116,7 @@ def test_every_training_order_must_agree_and_lower_can_be_better():
     assert similar["verdict"] == "not reproduced" and "behind by 10.00" in similar["why"]
     close = behind.assign(overall_iou=[0.595, 0.6])
     assert judge(_claim(kind="similar"), close)["verdict"] == "reproduced"
+    assert judge(_claim(kind="similar", margin=12.0), behind)["verdict"] == "reproduced"
 
 
 def test_ledger_report_is_written_only_with_records(tmp_path, leaderboard_records):
