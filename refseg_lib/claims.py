@@ -337,7 +337,7 @@ def claims_ledger(records: pd.DataFrame, claims: tuple[Claim, ...] = CLAIMS) -> 
     return ledger
 
 
-@register_report("claims")
+@register_report("claims", leaderboard=True)
 def claims_report(records: pd.DataFrame, out_dir: Path) -> list[Path]:
     """``CLAIMS.md`` / ``CLAIMS.csv``: the ledger, its counts and how to read it."""
     ledger = claims_ledger(records)

@@ -47,7 +47,7 @@ from refseg_lib.reports import (
 METRICS = ("overall_iou", "mean_iou", "Pr@0.5", "Pr@0.7", "Pr@0.9")
 TAGS = ("category only", *PHENOMENA[1:])  # PHENOMENA[0], "category", is every expression
 COST = ("steps", "params (M)", "train (s)", "inference (ms)")
-TIMING_COLUMNS = ("train (s)", "inference (ms)")  # what differs between two identical runs
+MIN_TAG_SAMPLES = 10  # fewer expressions of a phenomenon in a split: no cell (too noisy)
 
 # The paper's own row for each system, per style: the RefCOCO-family benchmark the style
 # imitates (SHAPEREF.md): refshape ~ UNC, refshape+ ~ UNC+, refshape-g ~ G-Ref (the Google split
@@ -121,7 +121,8 @@ def leaderboard_tables(records: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """The leaderboard from the records of one benchmark and profile: ``full`` (system, style,
     split; ours in percent, the cost, the paper's numbers and source), ``summary`` (val, one
     row per system), ``phenomena`` (overall IoU in percent per tag; rows system, columns style
-    and tag), ``ris`` (RIS on its own task, every split). A system without records is a
+    and tag; blank where the style has fewer than ``MIN_TAG_SAMPLES`` such expressions),
+    ``ris`` (RIS on its own task, every split). A system without records is a
     missing row; no leaderboard record at all gives ``{}``."""
     runs = leaderboard_runs(records)
     tables: dict[str, pd.DataFrame] = {}
@@ -140,6 +141,9 @@ def leaderboard_tables(records: pd.DataFrame) -> dict[str, pd.DataFrame]:
         tagged = [c for c in (f"overall_iou[{t}]" for t in TAGS) if c in runs]
         if tagged:
             val = runs[runs["split"] == "val"]
+            counts = {c: "n" + c.removeprefix("overall_iou") for c in tagged}
+            val = val.assign(**{c: val[c].where(val[n] >= MIN_TAG_SAMPLES)
+                                for c, n in counts.items() if n in val})
             phenomena = results_table(val, index=("system",), columns=("style",),
                                       metric=tagged, order=order) * 100
             phenomena.columns = phenomena.columns.set_names(["tag", "style"]).map(
@@ -214,7 +218,8 @@ def phenomena_figure(phenomena: pd.DataFrame) -> Figure:
         ax.set_ylabel("" if i else "system")
         ax.tick_params(axis="x", labelrotation=35)
         ax.tick_params(axis="y", labelrotation=0)
-    fig.suptitle("Overall IoU by phenomenon (val; blank: the style has no such expression)")
+    fig.suptitle(f"Overall IoU by phenomenon (val; blank: fewer than {MIN_TAG_SAMPLES} such "
+                 "expressions in the style)")
     return fig
 
 
@@ -238,7 +243,7 @@ def _notes(runs: pd.DataFrame) -> list[str]:
     ]
 
 
-@register_report("leaderboard")
+@register_report("leaderboard", leaderboard=True)
 def leaderboard_report(records: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Every system in one harness beside the papers, by phenomenon, and RIS on its own task."""
     written: list[Path] = []

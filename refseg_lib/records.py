@@ -265,11 +265,13 @@ def load_run_records(runs_dir: str | Path | None = None) -> pd.DataFrame:
     """Every record of ``runs_dir`` (default ``reports/runs/``) as one row of a DataFrame.
 
     Columns: the key fields, the scalar fields, ``device_name`` (from ``hardware``), the
-    ``config`` and ``hardware`` dicts as they are, ``path``, and one column per metric under
-    its own name (``overall_iou``, ``mean_iou``, ``Pr@0.5`` ...), NaN where a run lacks it.
+    ``config``, ``hardware`` and ``examples`` dicts as they are, ``path``, and one column per
+    metric under its own name (``overall_iou``, ``mean_iou``, ``Pr@0.5`` ...), NaN where a run
+    lacks it.
     No records give an empty DataFrame with the fixed columns.
     """
-    fixed = [*KEY_FIELDS, *SCALAR_FIELDS, "device_name", "config", "hardware", "path"]
+    fixed = [*KEY_FIELDS, *SCALAR_FIELDS, "device_name", "config", "hardware", "examples",
+             "path"]
     rows = []
     for path in sorted(_runs_dir(runs_dir).glob("*.json")):
         record = read_run_record(path)
@@ -278,7 +280,7 @@ def load_run_records(runs_dir: str | Path | None = None) -> pd.DataFrame:
             raise ValueError(f"{path}: metric names {sorted(clash)} clash with record fields")
         row = {name: getattr(record, name) for name in (*KEY_FIELDS, *SCALAR_FIELDS)}
         row.update(device_name=record.hardware.get("device_name"), config=record.config,
-                   hardware=record.hardware, path=str(path))
+                   hardware=record.hardware, examples=record.examples, path=str(path))
         row.update(record.metrics)
         rows.append(row)
     if not rows:

@@ -443,12 +443,18 @@ ReportBuilder = Callable[[pd.DataFrame, Path], list[Path]]
 REPORT_BUILDERS: dict[str, ReportBuilder] = {}
 
 
-def register_report(name: str) -> Callable[[ReportBuilder], ReportBuilder]:
+_WITH_LEADERBOARD: set[str] = set()  # reports that also read notebook 09's leaderboard runs
+
+
+def register_report(name: str, *, leaderboard: bool = False
+                    ) -> Callable[[ReportBuilder], ReportBuilder]:
     """Decorator: ``@register_report("dmn")`` over ``builder(records, out_dir) -> paths``.
 
     A builder receives every record (``latest_records``), selects its own, writes its tables
     and figures under ``out_dir`` and returns their paths; with no record of its models it
-    writes nothing and returns ``[]``.
+    writes nothing and returns ``[]``. Notebook 09's leaderboard runs (variants with
+    ``experiments.LEADERBOARD_SUFFIX``) reach only the builders registered with
+    ``leaderboard=True``: the per-paper reports stay those of their own notebooks.
     """
 
     def add(builder: ReportBuilder) -> ReportBuilder:
@@ -456,6 +462,8 @@ def register_report(name: str) -> Callable[[ReportBuilder], ReportBuilder]:
         if name in REPORT_BUILDERS:
             raise ValueError(f"report {name!r} is already registered")
         REPORT_BUILDERS[name] = builder
+        if leaderboard:
+            _WITH_LEADERBOARD.add(name)
         return builder
 
     return add
@@ -473,10 +481,13 @@ def build_reports(records: pd.DataFrame, out_dir: str | Path | None = None,
         raise ValueError(f"unknown report(s) {unknown}; registered: {sorted(REPORT_BUILDERS)}")
     out = _out_dir(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    from refseg_lib.experiments import LEADERBOARD_SUFFIX
+
     runs = latest_records(records)
+    own = runs[~runs["variant"].astype(str).str.contains(LEADERBOARD_SUFFIX, regex=False)]
     written: list[Path] = []
     for name in names or REPORT_BUILDERS:
-        written += REPORT_BUILDERS[name](runs, out)
+        written += REPORT_BUILDERS[name](runs if name in _WITH_LEADERBOARD else own, out)
     return [*written, write_index(written, out)]
 
 

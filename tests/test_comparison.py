@@ -31,7 +31,8 @@ def record(model: str, variant: str, split: str = "val", style: str = "refshape"
 
 @pytest.fixture
 def leaderboard_records() -> pd.DataFrame:
-    tags = {"overall_iou[category only]": 0.8, "overall_iou[location]": 0.3, "n[location]": 9}
+    tags = {"overall_iou[category only]": 0.8, "overall_iou[location]": 0.3,
+            "overall_iou[size]": 0.4, "n[category only]": 20, "n[location]": 9, "n[size]": 10}
     rows = []
     for split in ("val", "testA", "testB"):
         rows.append(record("dmn", "base-lowres-leaderboard", split, steps=86))
@@ -60,7 +61,8 @@ def test_leaderboard_sums_stages_and_leaves_missing_systems_out(leaderboard_reco
     assert list(tables["summary"].index) == ["Only VM", "DMN"]  # LEADERBOARD's order
     phenomena = tables["phenomena"]
     assert phenomena.loc["DMN", ("refshape", "category only")] == pytest.approx(80.0)
-    assert phenomena.loc["Only VM", ("refshape", "location")] == pytest.approx(30.0)
+    assert phenomena.loc["Only VM", ("refshape", "size")] == pytest.approx(40.0)
+    assert phenomena[("refshape", "location")].isna().all()  # 9 expressions: too few
     assert "ris" not in tables
     assert comparison.leaderboard_tables(leaderboard_records.iloc[0:0]) == {}
 
@@ -92,7 +94,7 @@ def _claim(**kwargs) -> Claim:
 
 
 @pytest.mark.parametrize("a, b, verdict, why", [
-    (0.60, 0.50, "reproduced", "ahead by 10.00"), (0.505, 0.50, "reproduced", "weak"),
+    (0.60, 0.50, "reproduced", "ahead by at least 10.00"), (0.505, 0.50, "reproduced", "weak"),
     (0.50, 0.50, "not reproduced", "tied"), (0.40, 0.50, "not reproduced", "reversed")])
 def test_verdicts_follow_the_margin(a, b, verdict, why):
     runs = pd.DataFrame([record("dmn", "a", overall=a), record("dmn", "b", overall=b)])
