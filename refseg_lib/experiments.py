@@ -204,12 +204,12 @@ def run_experiment(model: str, *, variant: str = "base", dataset: str = "shapes"
                     setattr(net, name, value)
                 evaluation = evaluate(net, eval_set, collate, batch_size=config.eval_batch_size,
                                       thresholds=config.eval_thresholds, progress=progress)
+                shown = predicted_examples(net, eval_set, collate, examples) if (
+                    examples and split == eval_splits[0]) else {}  # under the same setting
             finally:
                 for name, value in defaults.items():
                     setattr(net, name, value)
             evaluations[split + key] = evaluation
-            shown = predicted_examples(net, eval_set, collate, examples) if (
-                examples and split == eval_splits[0]) else {}
             if analysis is not None and not key:
                 evaluation.summary.update(analysis(net, train_set, eval_set, collate))
             if not write_records:
@@ -469,13 +469,12 @@ def run_leaderboard(system: str, style: str = "refshape", *, profile: str = "qui
     sentence), whose records the leaderboard shares with notebook 08."""
     steps = steps or LEADERBOARD_STEPS[profile]
     kwargs.setdefault("eval_splits", LEADERBOARD_SPLITS)
-    if system != "RIS":
-        kwargs.setdefault("examples", LEADERBOARD_EXAMPLES)
     if system == "RIS":
         if style != "refshape":
             raise ValueError("RIS segments every object and reads no sentence: run it in the "
                              "'refshape' style only")
         return run_ris("all", curriculum=True, profile=profile, steps=steps, **kwargs)
+    kwargs.setdefault("examples", LEADERBOARD_EXAMPLES)
     if system not in LEADERBOARD:
         raise ValueError(f"unknown system {system!r}; choose one of "
                          f"{', '.join([*LEADERBOARD, 'RIS'])}")

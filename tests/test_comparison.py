@@ -202,3 +202,20 @@ def test_demo_names_unknown_words_and_refuses_empty_expressions(tmp_path, monkey
     monkeypatch.setenv("REFSEG_CHECKPOINTS", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="train it first"):
         load_trained("dmn", "base-leaderboard")
+
+
+def test_examples_are_predicted_under_each_evaluation_setting(tmp_path, monkeypatch):
+    from refseg_lib import experiments
+
+    monkeypatch.setenv("REFSEG_REPORTS", str(tmp_path / "reports"))
+    monkeypatch.setenv("REFSEG_CHECKPOINTS", str(tmp_path / "checkpoints"))
+    seen = []
+    predicted = experiments.predicted_examples
+
+    def spy(net, *args):
+        seen.append(net.postprocess)
+        return predicted(net, *args)
+
+    monkeypatch.setattr(experiments, "predicted_examples", spy)
+    run_leaderboard("MCN", steps=2, eval_splits=("val",), eval_samples=4, progress=False)
+    assert seen[1:] == ["roi", "soft_nls", "asnls"]  # MCN's ASNLS row shows ASNLS's masks
