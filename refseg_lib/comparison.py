@@ -152,12 +152,12 @@ def leaderboard_tables(records: pd.DataFrame) -> dict[str, pd.DataFrame]:
                 axis=1, key=lambda level: level.map(
                     {**{s: i for i, s in enumerate(LEADERBOARD_STYLES)},
                      **{t: i for i, t in enumerate(TAGS)}}.get))
-    ris = latest_records(records)
+    every = latest_records(records)
     model, variant = LEADERBOARD_RIS
-    ris = ris[(ris["model"] == model) & (ris["variant"] == variant)]
+    ris = every[(every["model"] == model) & (every["variant"] == variant)]
     if not ris.empty:
-        steps, train = zip(*[_whole_budget(latest_records(records), row)
-                             for _, row in ris.iterrows()], strict=True)
+        steps, train = zip(*[_whole_budget(every, row) for _, row in ris.iterrows()],
+                           strict=True)
         ris = ris.assign(system="RIS (every object)", steps=list(steps), train_s=list(train),
                          ms=1000.0 * ris["eval_time_s"] / ris["images"])
         own = results_table(ris, index=("system", "split"), columns=(),

@@ -536,7 +536,8 @@ def init_weights_from(model: nn.Module, path: str | Path) -> list[str]:
 @dataclass
 class EvalResult:
     """Metrics of one split: ``summary`` (``SegmentationMeter.summary``: n, overall_iou,
-    mean_iou, Pr@0.5..0.9, ``@t`` for extra thresholds), one row per sample, one per tag."""
+    mean_iou, Pr@0.5..0.9, ``@t`` for extra thresholds), one row per sample, one per tag (with
+    the "category only" row of ``metrics.breakdown_by_tag``)."""
 
     summary: dict[str, float]
     per_sample: pd.DataFrame
@@ -594,8 +595,9 @@ def evaluate(model: nn.Module, dataset: Dataset, collate_fn: Callable[[list], Ba
         raise ValueError(f"cannot evaluate on an empty dataset ({dataset!r})")
     per_sample = pd.concat([pd.DataFrame(ids), meter.per_sample()], axis=1)
     summary = {**meter.summary(), **(instances.summary() if len(instances) else {})}
-    return EvalResult(summary=summary, per_sample=per_sample, by_tag=meter.by_tag(),
-                      eval_time_s=elapsed, samples_per_s=len(meter) / max(elapsed, 1e-9))
+    return EvalResult(summary=summary, per_sample=per_sample,
+                      by_tag=meter.by_tag(category_only=True), eval_time_s=elapsed,
+                      samples_per_s=len(meter) / max(elapsed, 1e-9))
 
 
 def _update_instances(meter: InstanceMeter, output: ModelOutput, batch: Batch) -> None:

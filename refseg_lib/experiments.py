@@ -223,7 +223,7 @@ def run_experiment(model: str, *, variant: str = "base", dataset: str = "shapes"
                         "initialised_tensors": len(initialised),
                         "image_size": chosen.image_size, "train_samples": len(train_set),
                         "eval_samples": len(eval_set), "vocabulary": len(vocabulary)},
-                metrics={**evaluation.summary, **tag_record_metrics(evaluation.per_sample)},
+                metrics={**evaluation.summary, **tag_record_metrics(evaluation.by_tag)},
                 train_time_s=result.train_time_s,
                 eval_time_s=evaluation.eval_time_s, samples_per_s=result.samples_per_s,
                 params=count_parameters(net), hardware=hardware_info(), source=source,

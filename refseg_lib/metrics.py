@@ -251,17 +251,12 @@ def breakdown_by_tag(
     return frame
 
 
-def tag_record_metrics(per_sample: pd.DataFrame) -> dict[str, float]:
-    """A run record's per-phenomenon metrics from ``engine.evaluate``'s per-sample table (its
-    ``intersection``, ``union`` and ``tags`` columns at 0.5): ``overall_iou[<tag>]`` and
-    ``n[<tag>]`` for the "category only" row and each tag of ``PHENOMENA`` present (notebook 09's
-    heatmap); none when no sample carries a tag (instance tasks)."""
-    tags = list(per_sample["tags"])
-    if not any(tags):
-        return {}
-    table = breakdown_by_tag(torch.tensor(per_sample["intersection"].to_numpy()),
-                             torch.tensor(per_sample["union"].to_numpy()), tags,
-                             category_only=True).drop(index="all")
+def tag_record_metrics(by_tag: pd.DataFrame) -> dict[str, float]:
+    """A run record's per-phenomenon metrics from a ``breakdown_by_tag`` table with its
+    "category only" row (``engine.evaluate``'s ``by_tag``): ``overall_iou[<tag>]`` and
+    ``n[<tag>]`` for every row but "all" (notebook 09's heatmap); none when no sample carries
+    a tag (instance tasks)."""
+    table = by_tag.drop(index="all")
     return {**{f"overall_iou[{t}]": float(v) for t, v in table["overall_iou"].items()},
             **{f"n[{t}]": float(v) for t, v in table["n"].items()}}
 
@@ -398,13 +393,15 @@ class SegmentationMeter:
         columns["tags"] = list(self._tags)
         return pd.DataFrame(columns)
 
-    def by_tag(self, threshold: float = PRIMARY_THRESHOLD) -> pd.DataFrame:
+    def by_tag(self, threshold: float = PRIMARY_THRESHOLD, *, category_only: bool = False
+               ) -> pd.DataFrame:
         """``breakdown_by_tag`` of the masks binarised at ``threshold`` (one of the meter's)."""
         if threshold not in self.thresholds:
             raise ValueError(
                 f"threshold {threshold} was not collected; the meter has {self.thresholds}"
             )
-        return breakdown_by_tag(*self._counts(threshold), self._tags)
+        return breakdown_by_tag(*self._counts(threshold), self._tags,
+                                category_only=category_only)
 
 
 # ---------------------------------------------------------------------------------------------

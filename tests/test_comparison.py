@@ -153,11 +153,10 @@ def test_category_only_row_and_record_metrics():
     assert table.loc["category only", "n"] == 2
     assert table.loc["category only", "overall_iou"] == pytest.approx(1 / 7)
     assert "category only" not in breakdown_by_tag(inter, union, tags).index
-    per_sample = pd.DataFrame({"intersection": inter.numpy(), "union": union.numpy(),
-                               "tags": tags})
-    found = tag_record_metrics(per_sample)
+    found = tag_record_metrics(table)
     assert found["overall_iou[location]"] == pytest.approx(0.75) and found["n[location]"] == 1
-    assert tag_record_metrics(per_sample.assign(tags=[(), (), ()])) == {}
+    untagged = breakdown_by_tag(inter, union, [(), (), ()], category_only=True)
+    assert tag_record_metrics(untagged) == {}
 
 
 def test_run_leaderboard_records_examples_and_refuses_unknown_systems(tmp_path, monkeypatch):
