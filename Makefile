@@ -10,7 +10,7 @@ TORCH_INDEX_URL ?=
 PROFILE ?= quick
 PYTEST_ARGS ?=
 
-.PHONY: env reproduce test notebooks lint clean-env
+.PHONY: env reproduce test test-portability notebooks lint clean-env
 
 env: $(VENV)/.installed
 
@@ -38,6 +38,17 @@ test: env
 	  torch.get_num_threads(), torch.backends.cpu.get_cpu_capability())"
 	OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -n 2 --dist loadfile \
 	  --nbval --nbval-sanitize-with .ci/nbval_sanitize.cfg --nbval-cell-timeout 600 $(PYTEST_ARGS)
+
+## The whole suite once per CPU setting, each standing for another machine: floating-point sums
+## differ with the vector kernels and the split of work between threads, so a live training
+## run is not bit-identical across CPUs. Settings are separated by spaces, variables of one
+## setting by '+'. What nbval compares must pass under every one of them.
+PORTABILITY ?= ATEN_CPU_CAPABILITY=default+ONEDNN_MAX_CPU_ISA=AVX2+MKL_ENABLE_INSTRUCTIONS=AVX2 \
+  ATEN_CPU_CAPABILITY=avx2+OMP_NUM_THREADS=1
+test-portability: env
+	@set -e; for setting in $(PORTABILITY); do \
+	  echo "== $$setting" | tr + ' '; env $$(echo $$setting | tr + ' ') $(MAKE) --no-print-directory test; \
+	done
 
 ## Execute the committed notebooks in place (what readers see on GitHub); run before committing.
 notebooks: env

@@ -1,7 +1,9 @@
 """The environment the course promises: timm on a CPU-only torch, offline behaviour, notebooks."""
 
+import configparser
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -12,7 +14,8 @@ import torch
 
 import refseg_lib  # noqa: F401  (installs the torchvision shim before timm is imported)
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
 def test_timm_features_only_backbone_on_cpu():
@@ -54,3 +57,41 @@ def test_notebook_is_committed_executed_with_parameters(path):
     assert counts == sorted(counts), f"{path.name}: cells were executed out of order"
     errors = [o for c in cells for o in c["outputs"] if o["output_type"] == "error"]
     assert not errors, f"{path.name}: committed with an error output"
+
+
+def _sanitizers():
+    config = configparser.ConfigParser()
+    config.read(ROOT / ".ci" / "nbval_sanitize.cfg")
+    return [re.compile(config[section]["regex"]) for section in config.sections()]
+
+
+def _output_text(cell):
+    texts = []
+    for output in cell.get("outputs", []):
+        if output["output_type"] == "stream":
+            texts.append("".join(output["text"]))
+        for kind in ("text/plain", "text/html"):
+            texts.append("".join(output.get("data", {}).get(kind, "")))
+    return "\n".join(texts)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_outputs_nbval_does_not_compare_are_asserted(path):
+    """Outputs of live training runs and timings differ between CPUs, so nbval does not compare
+    them (cell tag nbval-ignore-output) or sanitizes them (.ci/nbval_sanitize.cfg); what such a
+    cell shows must then be asserted, with a tolerance, in the cell itself or the next one."""
+    cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+    sanitizers = _sanitizers()
+    for i, cell in enumerate(cells):
+        source = "".join(cell["source"])
+        assert not re.search(r"^\s*#\s*NBVAL_", source, re.M), (
+            f"{path.name} cell {i}: mark cells with nbval tags (metadata), not comments")
+        tags = set(cell["metadata"].get("tags", []))
+        assert "nbval-skip" not in tags, f"{path.name} cell {i}: a skipped cell checks nothing"
+        uncompared = "nbval-ignore-output" in tags
+        sanitized = any(p.search(_output_text(cell)) for p in sanitizers)
+        if uncompared or sanitized:
+            checked = source + "".join(cells[i + 1]["source"] if i + 1 < len(cells) else "")
+            assert re.search(r"^\s*(assert\b|torch\.testing\.assert_close)", checked, re.M), (
+                f"{path.name} cell {i}: its output is not compared as text, so it or the next "
+                "cell must assert what it shows")
