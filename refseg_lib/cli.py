@@ -52,9 +52,9 @@ def reproduce(profile: str, selection: list[str] | None) -> None:
 
 def report() -> list[Path]:
     """Rebuild every report from the run records, and README.md's results section."""
-    from refseg_lib.comparison import readme_section
     from refseg_lib.records import load_run_records
     from refseg_lib.reports import build_reports
+    from refseg_lib.reports.comparison import readme_section
 
     records = load_run_records()
     written = build_reports(records)

@@ -13,9 +13,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from refseg_lib.data.types import Batch
+from refseg_lib.data.types import Batch, ModelOutput
 from refseg_lib.metrics import pairwise_iou
-from refseg_lib.models.registry import ModelOutput
 
 
 def resize_logits(logits: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:

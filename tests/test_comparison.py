@@ -1,5 +1,6 @@
-"""Tests of notebook 09's library: the leaderboard (refseg_lib.comparison), the claims ledger
-(refseg_lib.claims), the demo (refseg_lib.demo), and what the records keep for them."""
+"""Tests of notebook 09's library: the leaderboard (refseg_lib.reports.comparison), the claims
+ledger (refseg_lib.reports.claims), the demo (refseg_lib.demo), and what the records keep for
+them."""
 
 from __future__ import annotations
 
@@ -7,12 +8,11 @@ import pandas as pd
 import pytest
 import torch
 
-from refseg_lib import claims, comparison
-from refseg_lib.claims import CLAIMS, VERDICTS, Claim, Side, claims_ledger, judge
 from refseg_lib.experiments import LEADERBOARD, run_leaderboard
 from refseg_lib.metrics import breakdown_by_tag, tag_record_metrics
 from refseg_lib.records import pack_mask, unpack_mask
-from refseg_lib.reports import MISSING, build_reports
+from refseg_lib.reports import MISSING, build_reports, claims, comparison
+from refseg_lib.reports.claims import CLAIMS, VERDICTS, Claim, Side, claims_ledger, judge
 
 
 def record(model: str, variant: str, split: str = "val", style: str = "refshape",

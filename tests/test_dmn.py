@@ -89,7 +89,7 @@ def test_the_upsampling_stage_starts_from_the_low_resolution_stage(tmp_path):
     torch.manual_seed(0)
     low = build_model("dmn", vocab_size=VOCAB, upsampling=False)
     path = tmp_path / "low.pt"
-    checkpoint = {key: None for key in engine._CHECKPOINT_KEYS}
+    checkpoint = {key: None for key in engine.CHECKPOINT_KEYS}
     torch.save({**checkpoint, "format": engine.CHECKPOINT_FORMAT, "model": low.state_dict()},
                path)
     torch.manual_seed(1)

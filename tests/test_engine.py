@@ -32,7 +32,7 @@ from refseg_lib.engine import (
     steps_per_epoch,
 )
 from refseg_lib.losses import mask_bce, resize_logits
-from refseg_lib.models.registry import ModelOutput
+from refseg_lib.models import ModelOutput
 from refseg_lib.records import (
     RunRecord,
     atomic_write,

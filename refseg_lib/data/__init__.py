@@ -3,6 +3,14 @@
 ``build_dataset("shapes", ...)`` and ``build_dataset("refcoco", ...)`` are interchangeable in
 every notebook and model: switching between the embedded ShapeRef benchmark and a real
 REFER-format dataset is one parameter.
+
+Modules: ``types`` (``Sample``, ``Batch``, ``ModelOutput``: the types every layer shares),
+``scene`` (ShapeRef's symbolic scene: objects, backdrop, referent), ``shapes`` (ShapeRef:
+scenes rendered to images and masks), ``shapes_language`` (its expressions: generation, parsing
+and the resolver), ``refer`` (the official REFER format of RefCOCO, RefCOCO+, G-Ref, RefCLEF),
+``refer_fixture`` (a small dataset in that format, for tests), ``instances`` (every object of a
+scene, for instance segmentation), ``text`` (tokenizer and vocabulary), ``transforms``
+(resizing, letterboxing, batching).
 """
 
 from __future__ import annotations

@@ -32,13 +32,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import MappingProxyType
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from refseg_lib.data.scene import Background, Scene, ShapeObject
 from refseg_lib.data.shapes_language import (
     CATEGORIES,
     COLORS,
@@ -82,48 +82,6 @@ _MAX_TRIES = 100
 _MAX_ANGLE = 0.35  # radians of rotation jitter
 _NOISE_SEED, _NOISE_PAD, _GRID, _TEXTURE_SIDE = 20240, 32, 6, 32
 _BACKGROUND_NOISE, _OBJECT_NOISE = 0.05, 0.06  # amplitude of per-pixel noise
-
-
-@dataclass(frozen=True)
-class ShapeObject:
-    """One object: what RefCOCO annotates (category, mask) plus the attributes words name."""
-
-    category: str
-    color: str
-    size: str  # "small" or "big"
-    x: float  # centre, fraction of the image width
-    y: float  # centre, fraction of the image height, downwards
-    radius: float  # bounding radius, fraction of the image side
-    angle: float = 0.0  # rotation, radians, counter-clockwise
-
-    @property
-    def name(self) -> str:
-        return f"{self.size} {self.color} {self.category}"
-
-
-@dataclass(frozen=True)
-class Background:
-    """A smooth textured backdrop: grey level, colour tint, linear gradient, noise offsets."""
-
-    level: float = 0.45
-    tint: tuple[float, float, float] = (0.0, 0.0, 0.0)  # added to R, G, B
-    slope: tuple[float, float] = (0.0, 0.0)  # gradient across the image, (down, right)
-    offsets: tuple[int, ...] = (0, 0, 0, 0, 0, 0)  # where texture and noise banks are read
-
-
-@dataclass(frozen=True)
-class Scene:
-    """The symbolic scene: objects back to front (later ones occlude earlier ones)."""
-
-    objects: tuple[ShapeObject, ...]
-    referent: int
-    background: Background = Background()
-
-    def describe(self) -> str:
-        """One line per object, e.g. ``'2 big red star at (0.31, 0.62) <- referent'``."""
-        return "\n".join(f"{k} {o.name} at ({o.x:.2f}, {o.y:.2f})"
-                         + (" <- referent" if k == self.referent else "")
-                         for k, o in enumerate(self.objects))
 
 
 # ------------------------------------------------------------------ silhouettes

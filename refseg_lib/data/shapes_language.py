@@ -37,15 +37,12 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from refseg_lib.data.scene import Scene, ShapeObject
 from refseg_lib.data.text import MAX_LENGTH, tokenize
 from refseg_lib.data.types import PHENOMENA
-
-if TYPE_CHECKING:
-    from refseg_lib.data.shapes import Scene, ShapeObject
 
 #: testA referents (like RefCOCO testA = people): round silhouettes.
 GROUP_A = ("circle", "ring", "heart", "crescent")

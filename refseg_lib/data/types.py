@@ -11,6 +11,9 @@ Conventions, shared by every dataset, transform, model and metric:
 - ``instance_masks``: bool ``(N, H, W)``, every annotated object of the image;
   ``referent_index`` points at the referent among them.
 - ``tags``: phenomenon tags of the expression (``PHENOMENA``), empty where unknown (REFER).
+
+``ModelOutput`` is what every model returns; it lives here, below the models, the losses and
+the engine, which all read it.
 """
 
 from __future__ import annotations
@@ -102,3 +105,16 @@ def mask_to_box(mask: torch.Tensor) -> torch.Tensor:
         [cols[0].item(), rows[0].item(), cols[-1].item() + 1, rows[-1].item() + 1],
         dtype=torch.float32,
     )
+
+
+@dataclass
+class ModelOutput:
+    """Named outputs; ``mask_logits`` always, the rest where a model has them."""
+
+    mask_logits: torch.Tensor  # (B, h, w) logits of the referent's mask
+    box: torch.Tensor | None = None  # (B, 4) xyxy pixels of the input image (REC heads)
+    confidence: torch.Tensor | None = None  # (B,) or (B, K)
+    # (B, K, h, w) logits, one per unrolled step; with confidence (B, K) and aux["emitted"] (B,)
+    instances: torch.Tensor | None = None
+    attention: dict[str, torch.Tensor] = field(default_factory=dict)  # maps for visualisation
+    aux: dict[str, torch.Tensor] = field(default_factory=dict)  # model-specific loss inputs

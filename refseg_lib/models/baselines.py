@@ -20,7 +20,6 @@ take overrides; keyword arguments that are not config fields go to the backbone:
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -28,10 +27,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from refseg_lib.data.text import PAD_INDEX
-from refseg_lib.models.registry import ModelOutput, register_model
+from refseg_lib.data.types import ModelOutput
+from refseg_lib.models.common import build_config, check_inputs, encode_words
+from refseg_lib.models.registry import register_model
 from refseg_lib.nn.backbones import build_backbone, build_backbone_for
 from refseg_lib.nn.coords import append_coordinates
-from refseg_lib.nn.sru import SRU, last_step, run_recurrent
+from refseg_lib.nn.sru import SRU
 
 
 @dataclass
@@ -157,15 +158,6 @@ class LSTMCNN(nn.Module):
         return ModelOutput(mask_logits=self.upsample(scores)[:, 0])  # (B, h*s, w*s)
 
 
-def encode_words(rnn: nn.Module, words: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """The last layer's output after each sequence's last real word: (B, hidden).
-
-    ``rnn`` is a time-first ``nn.LSTM`` or ``SRU``; ``words`` (B, T, E). Neither reads the
-    padding (``run_recurrent``).
-    """
-    return last_step(run_recurrent(rnn, words.transpose(0, 1), lengths), lengths)
-
-
 def bilinear_deconvolution(factor: int) -> nn.Module:
     """A learned x``factor`` upsampling of a one-channel map (FCN's deconvolution).
 
@@ -184,40 +176,13 @@ def bilinear_deconvolution(factor: int) -> nn.Module:
     return deconv
 
 
-def check_inputs(images: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor) -> None:
-    """Raise a clear error unless images (B, 3, H, W), tokens (B, T) and lengths (B,) agree."""
-    batch = images.shape[0]
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
-    if tokens.ndim != 2 or tokens.shape[0] != batch or tokens.dtype != torch.long:
-        raise ValueError(f"tokens must be ({batch}, T) long, got {tuple(tokens.shape)} "
-                         f"{tokens.dtype}")
-    if tuple(lengths.shape) != (batch,):
-        raise ValueError(f"lengths must be ({batch},), got {tuple(lengths.shape)}")
-
-
-def _build(config_class, profile: str, cfg: dict):
-    """The ``profile``'s config with overrides; keys that are not fields go to the backbone."""
-    names = {f.name for f in dataclasses.fields(config_class)}
-    overrides = {k: v for k, v in cfg.items() if k in names}
-    backbone_kwargs = {k: v for k, v in cfg.items() if k not in names}
-    if profile == "quick":
-        config = config_class.quick(**overrides)
-    elif profile == "paper":
-        config = config_class(**overrides)
-    else:
-        raise ValueError(f"unknown profile {profile!r}; choose 'quick' or 'paper'")
-    config.backbone_kwargs = {**config.backbone_kwargs, **backbone_kwargs}
-    return config
-
-
 @register_model("only_vm")
 def only_vm(profile: str = "quick", vocab_size: int | None = None, **cfg) -> OnlyVM:
     """DMN's "Only VM" (no language); ``cfg``: ``OnlyVMConfig`` fields, backbone kwargs.
 
     ``vocab_size`` is accepted, like every model's builder, and unused: no word is read.
     """
-    return OnlyVM(_build(OnlyVMConfig, profile, cfg))
+    return OnlyVM(build_config(OnlyVMConfig, profile, cfg))
 
 
 @register_model("lstm_cnn")
@@ -226,4 +191,4 @@ def lstm_cnn(profile: str = "quick", **cfg) -> LSTMCNN:
     kwargs."""
     if "vocab_size" not in cfg:
         raise TypeError("lstm_cnn needs vocab_size=len(vocabulary)")
-    return LSTMCNN(_build(LSTMCNNConfig, profile, cfg))
+    return LSTMCNN(build_config(LSTMCNNConfig, profile, cfg))

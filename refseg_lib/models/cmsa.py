@@ -62,8 +62,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from refseg_lib.data.text import PAD_INDEX
-from refseg_lib.models.baselines import _build, check_inputs, encode_words
-from refseg_lib.models.registry import ModelOutput, register_model
+from refseg_lib.data.types import ModelOutput
+from refseg_lib.models.common import build_config, check_inputs, encode_words
+from refseg_lib.models.registry import register_model
 from refseg_lib.nn.backbones import build_backbone_last
 from refseg_lib.nn.convlstm import ConvLSTM
 from refseg_lib.nn.coords import append_coordinates
@@ -389,4 +390,4 @@ def cmsa(profile: str = "quick", **cfg) -> CMSA:
     backbone kwargs."""
     if "vocab_size" not in cfg:
         raise TypeError("cmsa needs vocab_size=len(vocabulary)")
-    return CMSA(_build(CMSAConfig, profile, cfg))
+    return CMSA(build_config(CMSAConfig, profile, cfg))

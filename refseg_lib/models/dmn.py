@@ -51,8 +51,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from refseg_lib.data.text import PAD_INDEX
-from refseg_lib.models.baselines import _build, check_inputs
-from refseg_lib.models.registry import ModelOutput, register_model
+from refseg_lib.data.types import ModelOutput
+from refseg_lib.models.common import build_config, check_inputs
+from refseg_lib.models.registry import register_model
 from refseg_lib.nn.backbones import build_backbone_for
 from refseg_lib.nn.coords import append_coordinates
 from refseg_lib.nn.sru import SRU, MultimodalSRU, run_recurrent
@@ -220,4 +221,4 @@ def dmn(profile: str = "quick", **cfg) -> DMN:
     backbone kwargs."""
     if "vocab_size" not in cfg:
         raise TypeError("dmn needs vocab_size=len(vocabulary)")
-    return DMN(_build(DMNConfig, profile, cfg))
+    return DMN(build_config(DMNConfig, profile, cfg))

@@ -44,10 +44,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from refseg_lib.data.types import Batch
+from refseg_lib.data.types import Batch, ModelOutput
 from refseg_lib.losses import mask_bce
-from refseg_lib.models.baselines import _build, check_inputs
-from refseg_lib.models.registry import ModelOutput, register_model
+from refseg_lib.models.common import build_config, check_inputs
+from refseg_lib.models.registry import register_model
 from refseg_lib.nn.backbones import build_backbone_for
 from refseg_lib.nn.coords import append_coordinates
 from refseg_lib.nn.text_encoders import (
@@ -287,7 +287,7 @@ def m3att(profile: str = "quick", words: tuple[str, ...] | None = None, **cfg) -
     if "vocab_size" not in cfg:
         raise TypeError("m3att needs vocab_size=len(vocabulary)")
     words = None if words is None else tuple(words)
-    return M3AttModel(_build(M3AttConfig, profile, {**cfg, "words": words}))
+    return M3AttModel(build_config(M3AttConfig, profile, {**cfg, "words": words}))
 
 
 # ---------------------------------------------------------------------------------------------

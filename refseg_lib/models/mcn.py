@@ -57,10 +57,10 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from refseg_lib.data.text import PAD_INDEX
-from refseg_lib.data.types import Batch
+from refseg_lib.data.types import Batch, ModelOutput
 from refseg_lib.losses import cem_loss, downsampled_mask_bce, rec_loss
-from refseg_lib.models.baselines import _build, check_inputs
-from refseg_lib.models.registry import ModelOutput, register_model
+from refseg_lib.models.common import build_config, check_inputs
+from refseg_lib.models.registry import register_model
 from refseg_lib.nn.anchors import best_box
 from refseg_lib.nn.backbones import build_backbone_for
 from refseg_lib.postprocess import asnls, inside_box, roi_crop, soft_nls
@@ -375,4 +375,4 @@ def mcn(profile: str = "quick", **cfg) -> MCN:
     backbone kwargs."""
     if "vocab_size" not in cfg:
         raise TypeError("mcn needs vocab_size=len(vocabulary)")
-    return MCN(_build(MCNConfig, profile, cfg))
+    return MCN(build_config(MCNConfig, profile, cfg))

@@ -41,10 +41,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from refseg_lib.data.text import PAD_INDEX
-from refseg_lib.data.types import Batch
+from refseg_lib.data.types import Batch, ModelOutput
 from refseg_lib.losses import RIS_FORMS, resize_instances, ris_loss
-from refseg_lib.models.baselines import _build, check_inputs, encode_words
-from refseg_lib.models.registry import ModelOutput, register_model
+from refseg_lib.models.common import build_config, check_inputs, encode_words
+from refseg_lib.models.registry import register_model
 from refseg_lib.nn.backbones import build_backbone_for
 from refseg_lib.nn.convlstm import ConvLSTM
 from refseg_lib.nn.coords import append_coordinates
@@ -203,4 +203,4 @@ def emitted_count(confidence: torch.Tensor, threshold: float = 0.5) -> torch.Ten
 @register_model("ris")
 def ris(profile: str = "quick", **cfg) -> RecurrentInstanceSegmentation:
     """Romera-Paredes & Torr 2016; ``cfg``: ``RISConfig`` fields, backbone kwargs."""
-    return RecurrentInstanceSegmentation(_build(RISConfig, profile, cfg))
+    return RecurrentInstanceSegmentation(build_config(RISConfig, profile, cfg))

@@ -26,7 +26,8 @@ from pathlib import Path
 import pandas as pd
 
 from refseg_lib.paper_numbers import GREF_GOOGLE, NOT_APPLICABLE, UNC, UNC_PLUS, paper_numbers
-from refseg_lib.reports import MISSING, latest_records, register_report, write_table
+from refseg_lib.reports.tables import MISSING, latest_records
+from refseg_lib.reports.writing import register_report, write_table
 
 WEAK_BELOW = 1.0  # points: an ordering that holds by less is flagged as weak evidence
 VERDICTS = ("reproduced", "not reproduced", "not testable here")

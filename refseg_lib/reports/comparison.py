@@ -31,15 +31,17 @@ from refseg_lib.experiments import (
     LEADERBOARD_STYLES,
 )
 from refseg_lib.paper_numbers import GREF_GOOGLE, GREF_UMD, UNC, UNC_PLUS, paper_numbers
-from refseg_lib.reports import (
+from refseg_lib.reports.tables import (
     PaperRef,
-    bar_plot,
     beside_paper,
     latest_records,
     paper_metric,
+    results_table,
+)
+from refseg_lib.reports.writing import (
+    bar_plot,
     provenance_notes,
     register_report,
-    results_table,
     save_figure,
     write_table,
 )
@@ -281,12 +283,11 @@ def leaderboard_report(records: pd.DataFrame, out_dir: Path) -> list[Path]:
     return written
 
 
-
 def readme_section(records: pd.DataFrame, reports_link: str = "reports") -> str:
     """README.md's results section (``python -m refseg_lib report`` writes it between the
     results markers): the leaderboard summary of the ShapeRef quick-profile records, RIS on its
     own task, the phenomenon heatmap and the claims ledger's tally, with links."""
-    from refseg_lib.claims import VERDICTS, claims_ledger
+    from refseg_lib.reports.claims import VERDICTS, claims_ledger
 
     runs = records[(records["dataset"] == "shapes") & (records["profile"] == "quick")]
     tables = leaderboard_tables(runs) if len(runs) else {}

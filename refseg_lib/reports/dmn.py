@@ -1,0 +1,88 @@
+"""Report ``dmn``: DMN's Table 1 ablations and Fig. 7's SRU vs LSTM at low resolution, on ShapeRef.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from refseg_lib.reports.baselines import benchmark_label
+from refseg_lib.reports.tables import PaperRef, beside_paper, results_table
+from refseg_lib.reports.writing import (
+    bar_plot,
+    provenance_notes,
+    register_report,
+    save_figure,
+    write_table,
+)
+
+# ---------------------------------------------------------------------------------------------
+# Report: DMN (Table 1's ablations and Fig. 7's SRU vs LSTM, on ShapeRef)
+# ---------------------------------------------------------------------------------------------
+
+DMN_METRICS = ("Pr@0.5", "Pr@0.6", "Pr@0.7", "Pr@0.8", "Pr@0.9", "overall_iou")
+# Our run (model, variant) -> DMN Table 1's row; Only VM is the shared baseline of 00b.
+DMN_TABLE_1_RUNS = {
+    ("only_vm", "base"): "Only VM",
+    ("dmn", "only_h"): "Only h_t in LM and SM",
+    ("dmn", "no_skip"): "No skip connections in UM",
+    ("dmn", "no_filters"): "No dynamic filters",
+    ("dmn", "no_concat"): "No concatenation of r_t",
+    ("dmn", "base"): "DMN",
+}
+
+
+@register_report("dmn")
+def dmn_report(records: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """DMN Table 1 (ablations, testA) beside ours; the low-resolution stage, SRU vs LSTM."""
+    runs = records[(records["model"] == "dmn")
+                   | ((records["model"] == "only_vm") & (records["variant"] == "base"))]
+    if not (runs["model"] == "dmn").any():
+        return []
+    written = []
+    for (dataset, style, profile), group in runs.groupby(["dataset", "style", "profile"]):
+        suffix = f"{dataset}-{style}-{profile}" if style else f"{dataset}-{profile}"
+        keyed = group.set_index(["model", "variant"]).index
+        rows = group[[key in DMN_TABLE_1_RUNS for key in keyed]]
+        table_1 = results_table(rows.assign(row=[DMN_TABLE_1_RUNS[k] for k in zip(
+            rows["model"], rows["variant"], strict=True)]), index=("row", "split"), columns=(),
+            metric=DMN_METRICS, order={"row": list(DMN_TABLE_1_RUNS.values())})
+        mapping = {(row, split): PaperRef("DMN", "Table 1", row)
+                   for row, split in table_1.index if split == "testA"}
+        bench = benchmark_label(dataset, style)
+        md, csv = write_table(
+            beside_paper(table_1, mapping), f"dmn_table1_{suffix}",
+            f"DMN Table 1 on {bench} ({profile} profile) beside the paper's (UNC testA)",
+            _dmn_notes(group), out_dir)
+        low = group[group["variant"].str.endswith("-lowres")]
+        low_table = results_table(low.assign(params=low["params"] / 1e6), index=(
+            "variant", "split"), columns=(), metric=["overall_iou", "mean_iou", "Pr@0.5",
+                                                     "train_time_s", "params"])
+        low_md, low_csv = write_table(
+            low_table, f"dmn_lowres_{suffix}",
+            f"DMN's low-resolution stage on {bench} ({profile} profile): SRU vs LSTM (Fig. 7)",
+            ["First training stage (no upsampling module), scored against the full-resolution "
+             "masks with its logits upsampled bilinearly; fractions, train time in seconds "
+             "(runs that shared the machine: compare speeds in benchmarks/sru_vs_lstm.py), "
+             "parameters in millions.", *provenance_notes(low)], out_dir, floatfmt=".3f")
+        bars = table_1.reset_index()
+        figure = bar_plot(bars.assign(iou=bars["overall_iou"] * 100), x="row", y="iou",
+                          hue="split", order=[r for r in DMN_TABLE_1_RUNS.values()
+                                              if r in set(bars["row"])],
+                          title=f"DMN Table 1 rows on {bench} (ours)", ylabel="overall IoU (%)",
+                          size=(8, 3.6))
+        figure.axes[0].tick_params(axis="x", labelrotation=20, labelsize=7)
+        written += [md, csv, low_md, low_csv, save_figure(figure, f"dmn_table1_{suffix}",
+                                                          out_dir)]
+    return written
+
+
+def _dmn_notes(runs: pd.DataFrame) -> list[str]:
+    return [
+        "Ours: overall IoU and Pr@X in percent on each split; the paper's: UNC (RefCOCO) "
+        "testA, set beside our testA (ShapeRef's testA is an analogue, not the same test).",
+        "DMN rows: two training stages (low resolution, then the upsampling module); Only VM "
+        "is the image-only baseline of notebook 00b, trained with the full quick budget.",
+        *provenance_notes(runs),
+    ]

@@ -1,0 +1,251 @@
+"""Run records -> tables: metric names, the newest record of each run, tables of ours, ours beside
+the papers' numbers (``beside_paper``), one model against the others (``versus_table``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from refseg_lib.paper_numbers import (
+    paper_numbers,
+)
+
+RUN_KEYS = ("model", "variant", "dataset", "style", "split", "profile")
+PROVENANCE_KEYS = ("source", "created", "git_revision")
+SPLIT_ORDER = ("train", "val", "testA", "testB", "test")
+MISSING = "—"  # a cell with no number (Markdown) or a row with no paper counterpart
+MD_FLOAT_FORMAT = ".2f"  # Markdown: two decimals, as the papers print percentages
+CSV_FLOAT_FORMAT = "%.4f"  # CSV: four decimals, enough to recompute differences
+FIGURE_DPI = 120
+
+# Our metric names (run records) -> the papers' (refseg_lib.paper_numbers), by base name.
+_PAPER_METRIC = {"overall_iou": "overall IoU", "mean_iou": "mean IoU", "IE": "IE"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Metric names
+# ---------------------------------------------------------------------------------------------
+
+
+def paper_metric(name: str) -> str | None:
+    """The papers' name of our metric ``name``, or None when it is not a percentage metric.
+
+    ``overall_iou`` -> "overall IoU", ``mean_iou`` -> "mean IoU", ``Pr@0.7`` -> "Pr@0.7",
+    ``Acc@0.5`` (boxes) -> "box Acc@0.5", ``IE`` -> "IE". A threshold suffix such as
+    ``mean_iou@0.35`` (MCN's binarisation threshold) keeps the metric: "mean IoU".
+    """
+    base, *rest = name.split("@")
+    if base in _PAPER_METRIC:
+        return _PAPER_METRIC[base]
+    if base == "Pr" and rest:
+        return f"Pr@{rest[0]}"
+    if base == "Acc" and rest:
+        return f"box Acc@{rest[0]}"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Records -> tables
+# ---------------------------------------------------------------------------------------------
+
+
+def _is_missing(value: object) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def latest_records(records: pd.DataFrame, keys: Sequence[str] = RUN_KEYS) -> pd.DataFrame:
+    """``records`` with one row per run: the newest (by ``created``) of each ``keys`` group.
+
+    Key and provenance columns are filled in as strings ("" where a record has none), so a
+    record without ``style`` or ``variant`` still has a row. Rows come sorted by ``keys``.
+    """
+    frame = records.copy()
+    for column in (*RUN_KEYS, *PROVENANCE_KEYS):
+        if column not in frame.columns:
+            frame[column] = ""
+        frame[column] = [("" if _is_missing(v) else str(v)) for v in frame[column]]
+    frame = frame.sort_values(["created", "source", "git_revision"], kind="mergesort")
+    frame = frame.drop_duplicates(list(keys), keep="last")
+    return frame.sort_values(list(keys), kind="mergesort").reset_index(drop=True)
+
+
+def require_columns(frame: pd.DataFrame, needed: Iterable[str], what: str) -> None:
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{what}: no column(s) {missing} in the records; available: "
+                         f"{', '.join(map(str, frame.columns))}")
+
+
+def sort_key(value: Hashable) -> tuple:
+    """Numbers numerically, then everything else as text."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, float(value), "")
+    return (1, 0.0, str(value))
+
+
+def ranker(order: Mapping[str, Sequence]) -> Callable[[pd.Index], pd.Index]:
+    """A ``sort_index`` key: values listed in ``order[level]`` first, in that order."""
+
+    def rank(values: pd.Index) -> pd.Index:
+        wanted = list(order.get(values.name, SPLIT_ORDER if values.name == "split" else ()))
+        first = {v: i for i, v in enumerate(wanted)}
+        unique = sorted(set(values), key=lambda v: (first.get(v, len(first)), sort_key(v)))
+        position = {v: i for i, v in enumerate(unique)}
+        return pd.Index([position[v] for v in values], name=values.name)
+
+    return rank
+
+
+def sort_table(table: pd.DataFrame, order: Mapping[str, Sequence] | None = None) -> pd.DataFrame:
+    """Rows and columns in a fixed order: ``order[level name]`` first, then sorted."""
+    rank = ranker(order or {})
+    return table.sort_index(axis=0, key=rank).sort_index(axis=1, key=rank)
+
+
+def results_table(records: pd.DataFrame, index: Sequence[str] = ("model", "variant"),
+                  columns: Sequence[str] = ("split",), metric: str | Sequence[str] = "overall_iou",
+                  order: Mapping[str, Sequence] | None = None) -> pd.DataFrame:
+    """Our numbers as a pivot: one row per ``index`` value, one column per ``columns`` value.
+
+    ``metric`` is one metric name (cells are its values) or several (then they form the
+    outer column level, named ``"metric"``; with ``columns=()`` the columns are the metrics).
+    ``order`` maps a level name to the order of its values (default: splits train, val, testA,
+    testB, test; the rest sorted). Values stay unrounded fractions. Cells no record fills are
+    NaN: a missing run is a missing number, not an error. Two runs landing in one cell are an
+    error (add the field that tells them apart, e.g. ``dataset``, to ``index`` or
+    ``columns``, or filter the records first).
+    """
+    metrics = [metric] if isinstance(metric, str) else list(metric)
+    index, columns = list(index), list(columns)
+    frame = latest_records(records)
+    require_columns(frame, [*index, *columns, *metrics], "results_table")
+    clash = frame[frame.duplicated(index + columns, keep=False)]
+    if not clash.empty:
+        raise ValueError(
+            f"several runs share a cell of index={index} columns={columns}:\n"
+            f"{clash[list(RUN_KEYS)].to_string(index=False)}\n"
+            "add the field that separates them to index or columns, or filter the records")
+    table = frame.set_index(index + columns)[metrics].astype(float)
+    table.columns.name = "metric"
+    if columns:
+        table = table.unstack(columns)
+        if len(metrics) == 1:
+            table = table.droplevel("metric", axis=1)
+    return sort_table(table, {"metric": metrics, **(order or {})})
+
+
+def drop_constant_levels(table: pd.DataFrame, keep: Sequence[str] = ()
+                         ) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Drop the row-index levels that hold one value (except ``keep``); return them too.
+
+    A report then says "profile quick" once in its notes instead of on every row.
+    """
+    if not isinstance(table.index, pd.MultiIndex):
+        return table, {}
+    constant = {name: table.index.get_level_values(name)[0] for name in table.index.names
+                if name not in keep and table.index.get_level_values(name).nunique() <= 1}
+    if len(constant) == table.index.nlevels:  # keep at least one level
+        constant.pop(table.index.names[0])
+    return table.droplevel(list(constant)), constant
+
+
+# ---------------------------------------------------------------------------------------------
+# Ours beside the papers
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PaperRef:
+    """A row of a paper's table; ``dataset`` / ``split`` narrow it where the row has several."""
+
+    paper: str
+    table: str
+    row: str
+    dataset: str | None = None
+    split: str | None = None
+
+    def label(self) -> str:
+        where = " ".join(p for p in (self.dataset, self.split) if p)
+        return f"{self.paper} {self.table}, row {self.row!r}" + (f" ({where})" if where else "")
+
+
+def _as_ref(ref: PaperRef | Sequence[str]) -> PaperRef:
+    return ref if isinstance(ref, PaperRef) else PaperRef(*ref)
+
+
+def _paper_value(ref: PaperRef, metric: str, split: str | None) -> tuple[float, str]:
+    """The one number of ``ref`` for ``metric`` and where it was measured (NaN, "" if none)."""
+    filters = {"row": ref.row, "metric": metric, "dataset": ref.dataset,
+               "split": split or ref.split}
+    found = paper_numbers(ref.paper, ref.table, **{k: v for k, v in filters.items() if v})
+    if len(found) > 1:
+        raise ValueError(f"{ref.label()} has {len(found)} numbers for {metric!r} (datasets "
+                         f"{sorted(set(found.dataset))}, splits {sorted(set(found.split))}); "
+                         "give the PaperRef a dataset and split")
+    if found.empty:
+        return math.nan, ""
+    if found.unit[0] != "%":
+        raise ValueError(f"{ref.label()}: {metric!r} is in {found.unit[0]!r}, not percent")
+    where = found.dataset[0] if split else f"{found.dataset[0]} {found.split[0]}"
+    return float(found.value[0]), where
+
+
+def beside_paper(ours: pd.DataFrame, mapping: Mapping[Hashable, PaperRef | Sequence[str]], *,
+                 by: str = "metric", metric: str | None = None) -> pd.DataFrame:
+    """``ours`` with the papers' numbers beside it, both in percent, and the source of each row.
+
+    ``ours`` has one column level: our metric names (``by="metric"``, e.g. the table of
+    ``results_table(..., columns=(), metric=[...])``) or splits (``by="split"``, with
+    ``metric`` naming the metric of every cell). ``mapping`` sends a row key of ``ours`` (a
+    tuple for a MultiIndex) to a ``PaperRef`` or a tuple ``(paper, table, row[, dataset[,
+    split]])``. Columns: ``("ours (%)", c)`` and ``("paper (%)", c)`` for each column ``c``
+    of ``ours``, then ``("source", "")``: paper, table, row and where the paper measured it,
+    e.g. "DMN Table 1: Only VM (UNC (RefCOCO) testA)". A row with no paper counterpart gets
+    NaN and the source "—"; so does a metric or split the paper does not report.
+    """
+    if isinstance(ours.columns, pd.MultiIndex):
+        raise ValueError("beside_paper takes a table with one column level (metrics or splits)")
+    if by not in ("metric", "split") or (by == "split") != (metric is not None):
+        raise ValueError("use by='metric' (columns are metrics) or by='split' with metric=...")
+    metrics = {c: paper_metric(metric if by == "split" else str(c)) for c in ours.columns}
+    if None in metrics.values():
+        raise ValueError(f"beside_paper compares percentage metrics (IoUs, Pr@X, Acc@X, IE); "
+                         f"got {metric or [c for c, m in metrics.items() if m is None]}")
+    if not ours.index.is_unique:
+        raise ValueError("beside_paper needs one row per key; the table's index repeats keys")
+    rows = {key: i for i, key in enumerate(ours.index)}
+    paper = pd.DataFrame(math.nan, index=ours.index, columns=ours.columns)
+    source = pd.Series(MISSING, index=ours.index, dtype=object)
+    for key, given in mapping.items():
+        ref = _as_ref(given)
+        if key not in rows:
+            raise ValueError(f"mapping key {key!r} is not a row of the table; rows: {list(rows)}")
+        if by == "split" and ref.split:
+            raise ValueError(f"{ref.label()}: with by='split' the split comes from the columns")
+        found = [_paper_value(ref, metrics[c], str(c) if by == "split" else None)
+                 for c in ours.columns]
+        where = sorted({w for _, w in found if w})
+        if not where:
+            raise ValueError(f"{ref.label()} reports none of {sorted(set(metrics.values()))}")
+        paper.iloc[rows[key]] = [value for value, _ in found]
+        source.iloc[rows[key]] = f"{ref.paper} {ref.table}: {ref.row} ({'; '.join(where)})"
+    table = pd.concat({"ours (%)": ours.astype(float) * 100.0, "paper (%)": paper}, axis=1)
+    table[("source", "")] = source
+    return table
+
+
+def versus_table(runs: pd.DataFrame, rows: Mapping[tuple[str, str], str]
+                 ) -> pd.DataFrame | None:
+    """Overall IoU (%) per split of the runs ``rows`` names by (model, variant), on the style
+    with location words (not ``refshape+``); None when none of them is recorded."""
+    keyed = pd.Series(list(zip(runs["model"], runs["variant"], strict=True)), index=runs.index)
+    chosen = runs[keyed.isin(list(rows)) & (runs["style"] != "refshape+")]
+    if chosen.empty:
+        return None
+    labels = [rows[k] for k in zip(chosen["model"], chosen["variant"], strict=True)]
+    return results_table(chosen.assign(row=labels), index=("row",), metric="overall_iou",
+                         order={"row": list(rows.values())}) * 100

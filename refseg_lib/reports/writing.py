@@ -1,0 +1,289 @@
+"""Tables and figures -> files: Markdown, CSV and PNG written byte-for-byte reproducibly, the
+notes every report carries (provenance), the registry of reports (``register_report``,
+``build_reports``) and the index ``reports/README.md``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from refseg_lib.metrics import PRIMARY_THRESHOLD
+from refseg_lib.paths import reports_dir
+from refseg_lib.reports.tables import (
+    CSV_FLOAT_FORMAT,
+    FIGURE_DPI,
+    MD_FLOAT_FORMAT,
+    MISSING,
+    latest_records,
+    require_columns,
+    sort_key,
+)
+
+# ---------------------------------------------------------------------------------------------
+# Writing tables and figures
+# ---------------------------------------------------------------------------------------------
+
+
+def _out_dir(out_dir: str | Path | None) -> Path:
+    return Path(out_dir) if out_dir is not None else reports_dir()
+
+
+def _check_name(name: str) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise ValueError(f"report name {name!r}: use letters, digits, '_', '.', '-' (no folders)")
+
+
+def flat_table(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with its named index as columns and column levels joined by " · " (for writing)."""
+    flat = df.copy()
+    if isinstance(flat.columns, pd.MultiIndex):
+        flat.columns = [" · ".join(str(p) for p in parts if str(p)) for parts in flat.columns]
+    has_index = any(name is not None for name in flat.index.names)
+    return flat.reset_index() if has_index else flat.reset_index(drop=True)
+
+
+def write_table(df: pd.DataFrame, name: str, title: str, notes: Iterable[str] = (),
+                out_dir: str | Path | None = None, *, floatfmt: str = MD_FLOAT_FORMAT
+                ) -> tuple[Path, Path]:
+    """Write ``<out_dir>/<name>.md`` (title, notes, table) and ``<out_dir>/<name>.csv``.
+
+    Markdown floats have ``floatfmt`` (two decimals, for percentages; ".3f" suits fractions)
+    and a missing number reads "—"; the CSV keeps four decimals and leaves missing numbers
+    empty. ``out_dir`` defaults to ``reports_dir()``.
+    Nothing time-dependent is written, so the same table gives the same bytes.
+    """
+    _check_name(name)
+    out = _out_dir(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    flat = flat_table(df)
+    shown = flat.astype(object).where(flat.notna(), None)
+    bullets = "".join(f"- {note}\n" for note in notes)
+    markdown = (f"# {title}\n\n" + (bullets + "\n" if bullets else "")
+                + shown.to_markdown(index=False, floatfmt=floatfmt, missingval=MISSING)
+                + "\n")
+    md_path, csv_path = out / f"{name}.md", out / f"{name}.csv"
+    md_path.write_text(markdown, encoding="utf-8", newline="\n")
+    flat.to_csv(csv_path, index=False, float_format=CSV_FLOAT_FORMAT, lineterminator="\n",
+                encoding="utf-8")
+    return md_path, csv_path
+
+
+def bar_plot(data: pd.DataFrame, x: str, y: str, hue: str | None = None, *,
+             title: str | None = None, ylabel: str | None = None,
+             order: Sequence | None = None, hue_order: Sequence | None = None,
+             size: tuple[float, float] = (6.4, 3.6)) -> Figure:
+    """Bars of ``y`` per ``x`` (and ``hue``) from a long-format DataFrame.
+
+    Pass one row per bar: rows sharing ``x`` and ``hue`` would be averaged (seaborn's
+    estimator; no error bars are drawn). ``order`` / ``hue_order`` default to sorted values,
+    so the picture does not depend on the order of the rows.
+    """
+    require_columns(data, [c for c in (x, y, hue) if c], "bar_plot")
+    fig = Figure(figsize=size, layout="constrained")
+    ax = fig.add_subplot()
+    sns.barplot(data=data, x=x, y=y, hue=hue, ax=ax, errorbar=None,
+                order=order or sorted(set(data[x]), key=sort_key),
+                hue_order=(hue_order or sorted(set(data[hue]), key=sort_key)) if hue else None)
+    ax.set_ylabel(ylabel or y)
+    _slant_labels(ax)
+    if title:
+        ax.set_title(title)
+    if hue:
+        ax.legend(title=hue, fontsize=8, title_fontsize=8, loc="upper left",
+                  bbox_to_anchor=(1.01, 1.0))  # outside the axes: never over a bar
+    return fig
+
+
+def _slant_labels(ax) -> None:
+    """x tick labels at 30 degrees, anchored at their right end, so long labels never overlap."""
+    for text in ax.get_xticklabels():
+        text.set_rotation(30)
+        text.set_horizontalalignment("right")
+    for text in ax.get_yticklabels():
+        text.set_rotation(0)
+
+
+def _label(key: Hashable, sep: str) -> str:
+    """A row or column key as text; the parts of a tuple key joined by ``sep``."""
+    return sep.join(map(str, key)) if isinstance(key, tuple) else str(key)
+
+
+def heatmap(table: pd.DataFrame, *, title: str | None = None, fmt: str = ".1f",
+            cmap: str = "viridis", vmin: float | None = None, vmax: float | None = None,
+            cbar_label: str | None = None) -> Figure:
+    """A wide table (e.g. ``results_table``) as an annotated heatmap, one cell per number."""
+    data = pd.DataFrame(table.to_numpy(dtype=float),
+                        index=[_label(k, " / ") for k in table.index],
+                        columns=[_label(c, " · ") for c in table.columns])
+    width = 2.5 + 0.12 * max(map(len, data.index)) + 0.9 * data.shape[1]
+    height = 1.2 + 0.1 * max(map(len, data.columns)) + 0.45 * data.shape[0]
+    fig = Figure(figsize=(width, height), layout="constrained")
+    ax = fig.add_subplot()
+    sns.heatmap(data, annot=True, fmt=fmt, cmap=cmap, vmin=vmin, vmax=vmax, ax=ax,
+                cbar_kws={"label": cbar_label} if cbar_label else None)
+    _slant_labels(ax)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def save_figure(fig: Figure, name: str, out_dir: str | Path | None = None) -> Path:
+    """Save ``fig`` as ``<out_dir>/figures/<name>.png`` with deterministic bytes.
+
+    The PNG carries no "Software" (matplotlib version) entry, and matplotlib writes no date
+    into PNGs, so the same figure gives the same file.
+    """
+    _check_name(name)
+    folder = _out_dir(out_dir) / "figures"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    fig.savefig(path, format="png", dpi=FIGURE_DPI, metadata={"Software": None})
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Notes every report carries: where its numbers come from
+# ---------------------------------------------------------------------------------------------
+
+
+def _thresholds(records: pd.DataFrame) -> list[str]:
+    """The binarisation thresholds the runs were evaluated at, as the records state them:
+    ``config["eval_thresholds"]`` (the engine's) or ``config["threshold"]``."""
+    found: set[float] = set()
+    for config in records.get("config", pd.Series(dtype=object)):
+        if not isinstance(config, Mapping):
+            continue
+        given = config.get("eval_thresholds", config.get("threshold", ()))
+        found |= {float(t) for t in (given if isinstance(given, (list, tuple)) else [given])}
+    return [f"{t:g}" for t in sorted(found, reverse=True)]
+
+
+def provenance_notes(records: pd.DataFrame) -> list[str]:
+    """Notes naming the threshold and the run records behind a table (grouped by source).
+
+    Record files are named without their folder, so the notes do not depend on the machine.
+    """
+    frame = latest_records(records)
+    thresholds = _thresholds(frame)
+    notes = [f"Masks binarised at probability > {PRIMARY_THRESHOLD:g} (the library's fixed "
+             "threshold; a metric suffixed @t uses t)"
+             + (f"; the runs evaluated thresholds {', '.join(thresholds)}." if thresholds
+                else ".")]
+    groups = frame.groupby(["source", "profile", "git_revision"], sort=True)
+    for (source, profile, revision), runs in groups:
+        created = sorted(runs["created"])
+        when = created[0] if created[0] == created[-1] else f"{created[0]} to {created[-1]}"
+        files = sorted(Path(p).name for p in runs.get("path", ()) if isinstance(p, str) and p)
+        notes.append(f"{len(runs)} run record(s) from {source or 'an unnamed source'} "
+                     f"(profile {profile or '?'}, git {revision or '?'}, created {when or '?'})"
+                     + (f": {', '.join(files)}." if files else "."))
+    return notes
+
+
+# ---------------------------------------------------------------------------------------------
+# The registry of reports
+# ---------------------------------------------------------------------------------------------
+
+ReportBuilder = Callable[[pd.DataFrame, Path], list[Path]]
+REPORT_BUILDERS: dict[str, ReportBuilder] = {}
+
+
+_WITH_LEADERBOARD: set[str] = set()  # reports that also read notebook 09's leaderboard runs
+
+
+def register_report(name: str, *, leaderboard: bool = False
+                    ) -> Callable[[ReportBuilder], ReportBuilder]:
+    """Decorator: ``@register_report("dmn")`` over ``builder(records, out_dir) -> paths``.
+
+    A builder receives every record (``latest_records``), selects its own, writes its tables
+    and figures under ``out_dir`` and returns their paths; with no record of its models it
+    writes nothing and returns ``[]``. Notebook 09's leaderboard runs (variants with
+    ``experiments.LEADERBOARD_SUFFIX``) reach only the builders registered with
+    ``leaderboard=True``: the per-paper reports stay those of their own notebooks.
+    """
+
+    def add(builder: ReportBuilder) -> ReportBuilder:
+        _check_name(name)
+        if name in REPORT_BUILDERS:
+            raise ValueError(f"report {name!r} is already registered")
+        REPORT_BUILDERS[name] = builder
+        if leaderboard:
+            _WITH_LEADERBOARD.add(name)
+        return builder
+
+    return add
+
+
+def build_reports(records: pd.DataFrame, out_dir: str | Path | None = None,
+                  names: Sequence[str] | None = None) -> list[Path]:
+    """Regenerate every registered report (or ``names``) from ``records``; write the index.
+
+    Returns the written paths, ``README.md`` last. A pure function of ``records``: the same
+    records give byte-identical files.
+    """
+    unknown = sorted(set(names or ()) - set(REPORT_BUILDERS))
+    if unknown:
+        raise ValueError(f"unknown report(s) {unknown}; registered: {sorted(REPORT_BUILDERS)}")
+    out = _out_dir(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    from refseg_lib.experiments import LEADERBOARD_SUFFIX
+
+    runs = latest_records(records)
+    own = runs[~runs["variant"].astype(str).str.contains(LEADERBOARD_SUFFIX, regex=False)]
+    written: list[Path] = []
+    for name in names or REPORT_BUILDERS:
+        written += REPORT_BUILDERS[name](runs if name in _WITH_LEADERBOARD else own, out)
+    return [*written, write_index(written, out)]
+
+
+def _title_of(markdown: Path) -> str:
+    first = markdown.read_text(encoding="utf-8").splitlines()[0]
+    return first.removeprefix("# ").strip()
+
+
+def write_index(written: Sequence[Path], out_dir: Path) -> Path:
+    """``<out_dir>/README.md``: a list of the generated tables and figures, linked."""
+    lines = ["# Reports", "",
+             "Generated by `refseg_lib.reports.build_reports` from the run records in `runs/`:",
+             "do not edit by hand, regenerate. Tables named `NN_*` are written by notebook NN",
+             "itself and are not listed here.", ""]
+    tables = sorted(p for p in written if p.suffix == ".md")
+    figures = sorted(p for p in written if p.suffix == ".png")
+    if not tables and not figures:
+        lines.append("No report yet: no run record belongs to a registered report "
+                     f"({', '.join(REPORT_BUILDERS)}).")
+    for path in tables:
+        csv = path.with_suffix(".csv")
+        data = f" ([CSV]({csv.name}))" if csv in written else ""
+        lines.append(f"- [{_title_of(path)}]({path.name}){data}")
+    if figures:
+        lines += ["", "Figures:", ""]
+        lines += [f"- [{p.stem}]({p.relative_to(out_dir).as_posix()})" for p in figures]
+    path = out_dir / "README.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8", newline="\n")
+    return path
+
+
+def write_model_tables(records: pd.DataFrame, out_dir: Path, prefix: str, models: list[str],
+                        tables: Callable[[pd.DataFrame], dict[str, pd.DataFrame]],
+                        titles: Mapping[str, str], notes: Sequence[str], *,
+                        both_styles: bool = False) -> list[Path]:
+    """Write ``tables(records of models)`` as ``<prefix>_<name>_<dataset>-<profile>`` for each
+    benchmark and profile, with ``notes`` and the records' provenance; the ``refshape+`` records
+    are left out unless ``both_styles``."""
+    written = []
+    for (dataset, profile), group in records.groupby(["dataset", "profile"]):
+        related = group[group["model"].isin(models)]
+        if not both_styles:
+            related = related[related["style"] != "refshape+"]
+        for name, table in tables(related).items():
+            written += write_table(table, f"{prefix}_{name}_{dataset}-{profile}",
+                                   f"{titles[name]} ({profile} profile)",
+                                   [*notes, *provenance_notes(related)], out_dir)
+    return written
