@@ -18,7 +18,7 @@ LAYERS = (
     ("paths", "_compat", "paper_numbers"),
     ("data", "records"),
     ("nn", "metrics", "viz"),
-    ("losses", "postprocess"),
+    ("losses", "postprocess", "reference"),
     ("models",),
     ("engine",),
     ("experiments",),

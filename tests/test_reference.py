@@ -1,0 +1,61 @@
+"""Reference predictors (floors and ceilings) and the best IoU a stride allows."""
+
+import pytest
+import torch
+
+from refseg_lib.data import build_dataset
+from refseg_lib.metrics import mask_iou
+from refseg_lib.reference import (
+    REFERENCE_PREDICTORS,
+    perfect_at_stride,
+    reference_mask,
+    reference_metrics,
+    stride_ceiling,
+    stride_ceilings,
+)
+
+
+@pytest.fixture(scope="module")
+def val():
+    return build_dataset("shapes", split="val", style="refshape", image_size=64, seed=0)
+
+
+def test_each_predictor_answers_with_an_object_of_the_scene(val):
+    for i in range(20):
+        sample, scene = val[i], val.scene(i)
+        answers = {k: reference_mask(k, sample, scene) for k in REFERENCE_PREDICTORS}
+        areas = sample.instance_masks.flatten(1).sum(1)
+        assert torch.equal(answers["largest object"], sample.instance_masks[int(areas.argmax())])
+        assert torch.equal(answers["resolver"], sample.mask)
+        picked = [k for k, m in enumerate(sample.instance_masks)
+                  if torch.equal(m, answers["category reader"])]
+        named = scene.objects[sample.referent_index].category
+        assert any(scene.objects[k].category == named for k in picked)
+    with pytest.raises(ValueError, match="unknown reference predictor"):
+        reference_mask("oracle", sample, scene)
+
+
+def test_floors_sit_between_nothing_and_the_resolver():
+    table = reference_metrics(("val",), num_samples=100)
+    iou = table["overall_iou"].xs("val", level="split")
+    assert iou["resolver"] == 1.0
+    assert 0 < iou["largest object"] < iou["category reader"] < 1.0
+
+
+def test_a_perfect_predictor_at_stride_one_is_exact_and_coarser_strides_lose():
+    ceilings = stride_ceilings(num_samples=100)
+    assert ceilings[1] == 1.0
+    assert ceilings.is_monotonic_decreasing and ceilings[32] < ceilings[8] < ceilings[4]
+
+
+def test_what_a_stride_keeps_and_loses():
+    masks = torch.zeros(3, 32, 32, dtype=torch.bool)
+    masks[0] = True  # everything: kept at any stride
+    masks[1, 9:12, 9:12] = True  # 9 pixels, under half of any 8x8 cell: lost at stride 8
+    masks[2, 8:24, 8:24] = True  # two by two cells: kept up to a blurred edge
+    at_8 = perfect_at_stride(masks, 8)
+    assert at_8[0].all() and not at_8[1].any()
+    assert mask_iou(at_8[2:], masks[2:]).item() > 0.5
+    assert stride_ceiling(masks[:1], 16) == 1.0
+    with pytest.raises(ValueError, match="does not divide"):
+        perfect_at_stride(masks, 5)
