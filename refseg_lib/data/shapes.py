@@ -1,6 +1,6 @@
 """ShapeRef: the procedural referring-segmentation benchmark embedded in the course.
 
-It keeps the structure of RefCOCO & co. (see ``/work/shared/design/SHAPEREF.md``) without
+It keeps the structure of RefCOCO & co. (notebook 00 compares the two) without
 downloading anything:
 
 | RefCOCO & co.                                  | ShapeRef                                      |

@@ -25,7 +25,7 @@ Geometry (all in fractions of the image side, centres of the full silhouettes, y
   every other object fails some clause clearly; otherwise (none, several, or borderline
   cases) ``resolve`` returns ``None``. This is the oracle of the benchmark.
 
-The three styles mirror the real datasets (SHAPEREF.md): ``refshape`` = RefCOCO (short,
+The three styles mirror the real datasets (notebook 00): ``refshape`` = RefCOCO (short,
 location words allowed), ``refshape+`` = RefCOCO+ (appearance only), ``refshape-g`` = G-Ref
 (longer, relational, synonyms, non-minimal).
 """

@@ -1,12 +1,12 @@
 """M3Att, M3Dec, IMI and LFR (Liu, Ding, Zhang & Jiang, IEEE TIP 32, 2023): components.
 
-**Sources.** We hold only the abstract (``m3att_abstract.txt``). The full text (arXiv
-2305.15302) could not be read here and no official code is known (searched: the authors'
+**Sources.** Only the abstract could be read. The full text (arXiv 2305.15302) could not
+be read here and no official code is known (searched: the authors'
 repositories, the code index; notebook 07's design note lists what was tried). What follows is
-designed from the abstract and from a third-party reading of the paper's formulas
-(SPECS.md): one affinity between the two modalities' keys, normalised along each of its two
-axes, with the two read-outs fused multiplicatively. Every choice below is ours and is named as
-such; the abstract's claims are what the ablation tests.
+designed from the abstract and from a third-party reading of the paper's formulas (an
+unofficial summary, not the paper): one affinity between the two modalities' keys, normalised
+along each of its two axes, with the two read-outs fused multiplicatively. Every choice below
+is ours and is named as such; the abstract's claims are what the ablation tests.
 
 The abstract's point: in a transformer decoder whose queries come from the language, the
 generic cross-attention output softmax(Q K_v^T) V_v is a mix of *vision* values only; language
@@ -152,8 +152,8 @@ TEXT_ENCODERS = ("scratch", "minilm", "auto")
 
 @dataclass
 class M3AttConfig:
-    """Our paper-profile guess (SPECS.md: the authors' later work uses Swin-B and a BERT at
-    480 px) and ``quick()`` for a CPU. The default is the full model: M3Att, IMI and LFR."""
+    """Our paper-profile guess (the authors' later work, ReLA/GRES, CVPR 2023, uses Swin-B and a
+    BERT at 480 px) and ``quick()`` for a CPU. The default is the full model: M3Att, IMI and LFR."""
 
     vocab_size: int
     backbone: str = "swin_base"

@@ -31,7 +31,7 @@ Choices where the paper is silent (the official code, luogen1996/MCN, settles so
   F_m has proj_dim.
 - Base without TextAtt uses the bi-GRU's last states (forward after the last word plus
   backward before the first), the usual sentence vector of a recurrent encoder.
-- GARAN (Zhou et al., 2019; the paper cites it without equations) as SPECS.md gives it: two
+- GARAN (Zhou et al., 2019; the paper cites it without equations), in the form we chose: two
   heads by channel split; per head a softmax over the map collects one vector, a sigmoid map
   diffuses it back, out = LeakyReLU(BN(F_att + F)).
 - Without GARAN (Base, +TextAtt) CEM would read the branch features; the ladder never does

@@ -52,7 +52,7 @@ COST = ("steps", "params (M)", "train (s)", "inference (ms)")
 MIN_TAG_SAMPLES = 10  # fewer expressions of a phenomenon in a split: no cell (too noisy)
 
 # The paper's own row for each system, per style: the RefCOCO-family benchmark the style
-# imitates (SHAPEREF.md): refshape ~ UNC, refshape+ ~ UNC+, refshape-g ~ G-Ref (the Google split
+# imitates (notebook 00): refshape ~ UNC, refshape+ ~ UNC+, refshape-g ~ G-Ref (the Google split
 # for the papers of 2018-2019, UMD for MCN and M3Att). Only VM appears in DMN's Table 1 only.
 _DMN2, _CMSA1 = ("DMN", "Table 2", "DMN"), ("CMSA", "Table 1", "Ours")
 _MCN5 = ("MCN", "Table 5", "MCN (ours), darknet53")
