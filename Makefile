@@ -9,6 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX_URL ?=
 PROFILE ?= quick
 PYTEST_ARGS ?=
+JOBS ?=
 
 .PHONY: env reproduce test test-portability notebooks lint clean-env
 
@@ -26,9 +27,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (refseg)" >/dev/null
 	touch $@
 
-## Re-execute the notebooks with papermill in the $(PROFILE) profile and regenerate reports/.
+## Train every run not yet recorded (JOBS at a time, default: the cores), re-execute the
+## notebooks with papermill in the $(PROFILE) profile and regenerate reports/ and README's results.
 reproduce: env
-	$(BIN)/python -m refseg_lib reproduce --profile $(PROFILE)
+	$(BIN)/python -m refseg_lib reproduce --profile $(PROFILE) $(if $(JOBS),--jobs $(JOBS))
 
 ## Unit tests and every notebook under nbval (2 workers, one kernel per notebook). Passive
 ## OpenMP waits: two kernels training at once on 2 cores spin at each other's barriers

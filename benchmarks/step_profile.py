@@ -30,14 +30,14 @@ import torch  # noqa: E402
 
 from refseg_lib.data import Collate, Vocabulary  # noqa: E402
 from refseg_lib.engine import build_optimizer, evaluate, make_loader, seed_everything  # noqa: E402
-from refseg_lib.experiments import LEADERBOARD, LEADERBOARD_STEPS, get_profile, load_split  # noqa: E402
+from refseg_lib.experiments import LEADERBOARD, get_profile, load_split  # noqa: E402
 from refseg_lib.losses import mask_bce  # noqa: E402
 from refseg_lib.models import build_model, model_takes  # noqa: E402
+from refseg_lib.plan import plan_jobs  # noqa: E402
 from refseg_lib.records import hardware_info  # noqa: E402
 from refseg_lib.reports import write_table  # noqa: E402
 
 PARTS = ("data", "forward", "backward", "update")
-ABLATION_STEPS = 3000  # the quick profile's ablation runs (notebooks 05-07)
 
 
 def variant_flags(model: str, variant: str) -> dict:
@@ -102,8 +102,10 @@ def measure(steps: int = 30, warmup: int = 10, eval_samples: int = 128) -> pd.Da
     table["step (ms)"] = step
     for part in PARTS:
         table[f"{part} (%)"] = 100 * table[f"{part} (ms)"] / step
-    table[f"{LEADERBOARD_STEPS['quick']} steps (min)"] = step * LEADERBOARD_STEPS["quick"] / 6e4
-    table[f"{ABLATION_STEPS} steps (min)"] = step * ABLATION_STEPS / 6e4
+    budgets = {j.model: j.steps // len(j.calls) for j in plan_jobs("quick", notebooks=[
+        "00b", "02", "05", "06", "07"])}  # each system's budget (steps of all its stages)
+    table["budget (steps)"] = [budgets[LEADERBOARD[s][0]] for s in table.index]
+    table["budget (min)"] = step * table["budget (steps)"] / 6e4
     return table
 
 

@@ -1,9 +1,11 @@
 """Command line: ``python -m refseg_lib {train,evaluate,report,reproduce,execute-notebooks}``.
 
-- ``reproduce`` is the main job: it re-executes every lesson notebook with papermill in the
-  chosen profile (``full=True``: each training notebook runs the profile's whole budget and
-  writes run records), keeps the executed copies in ``reports/executed/``, then rebuilds every
-  report from the run records and the results section of README.md.
+- ``reproduce`` is the main job: it trains every run of ``plan.plan_jobs`` not yet recorded
+  (``--jobs`` at a time, one progress bar with the time left; a second call with nothing
+  changed trains nothing), re-executes every lesson notebook with papermill in the chosen
+  profile (``full=True``: the notebook reads those runs), keeps the executed copies in
+  ``reports/executed/``, then rebuilds every report from the run records and the results
+  section of README.md.
 - ``train`` trains one registered model and records its evaluation; ``evaluate`` re-evaluates
   a trained checkpoint; ``report`` rebuilds ``reports/`` from ``reports/runs/``.
 - ``execute-notebooks`` re-executes the committed notebooks in place with their default
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -32,22 +35,43 @@ def _notebooks(selection: list[str] | None) -> list[Path]:
     return found
 
 
-def reproduce(profile: str, selection: list[str] | None) -> None:
+def reproduce(profile: str, selection: list[str] | None, jobs: int | None = None,
+              force: bool = False) -> None:
+    """The main job: train every run of the plan not yet recorded (``jobs`` at a time, one
+    progress bar), execute the notebooks with ``full=True`` (they find their runs recorded),
+    then rebuild every report and README's results."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import papermill
 
+    from refseg_lib.plan import available_cores, run_main_job
+
+    start = time.perf_counter()
+    if not selection:
+        run_main_job(profile, n_jobs=jobs, force=force)
+        print(f"[reproduce] runs done in {time.perf_counter() - start:.0f} s", flush=True)
     executed = reports_dir() / "executed"
     executed.mkdir(parents=True, exist_ok=True)
-    for notebook in _notebooks(selection):
+    notebooks = _notebooks(selection)
+    workers = max(1, min(jobs or available_cores(), len(notebooks)))
+
+    def execute(notebook: Path) -> str:
         declared = papermill.inspect_notebook(str(notebook))
-        parameters = {k: v for k, v in {"profile": profile, "full": True}.items() if k in declared}
-        start = time.perf_counter()
-        print(f"[reproduce] {notebook.name} {parameters}", flush=True)
+        parameters = {k: v for k, v in {"profile": profile, "full": True}.items()
+                      if k in declared}
+        tic = time.perf_counter()
         papermill.execute_notebook(str(notebook), str(executed / notebook.name),
                                    parameters=parameters, cwd=str(notebook.parent),
-                                   kernel_name="python3", progress_bar=True)
-        elapsed = time.perf_counter() - start
-        print(f"[reproduce] {notebook.name} done in {elapsed:.0f} s", flush=True)
+                                   kernel_name="python3", progress_bar=False)
+        return f"[reproduce] {notebook.name} {parameters} in {time.perf_counter() - tic:.0f} s"
+
+    # each kernel on its share of the cores, as the plan's jobs
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, available_cores() // workers)))
+    with ThreadPoolExecutor(workers) as pool:
+        for line in pool.map(execute, notebooks):
+            print(line, flush=True)
     report()
+    print(f"[reproduce] done in {time.perf_counter() - start:.0f} s", flush=True)
 
 
 def report() -> list[Path]:
@@ -149,7 +173,13 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     rep = commands.add_parser("reproduce", help="papermill every notebook, rebuild reports/")
     rep.add_argument("--profile", choices=("quick", "paper"), default="quick")
-    rep.add_argument("--only", nargs="*", help="notebook number prefixes, e.g. 00 02")
+    rep.add_argument("--only", nargs="*", help="notebook number prefixes, e.g. 00 02 (their "
+                     "notebooks only: the plan's runs they read must be recorded or they train "
+                     "them one at a time)")
+    rep.add_argument("--jobs", type=int, default=None,
+                     help="trainings and notebooks at once (default: the number of cores)")
+    rep.add_argument("--force", action="store_true",
+                     help="retrain every run, even those recorded with the same settings")
     commands.add_parser("report", help="rebuild reports/ from reports/runs/")
     tra = commands.add_parser("train", help="train a model, evaluate it, write run records")
     _add_run_arguments(tra)
@@ -167,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     exe.add_argument("--timeout", type=int, default=900, help="per-cell timeout in seconds")
     args = parser.parse_args(argv)
     if args.command == "reproduce":
-        reproduce(args.profile, args.only)
+        reproduce(args.profile, args.only, args.jobs, args.force)
     elif args.command == "report":
         report()
     elif args.command == "train":

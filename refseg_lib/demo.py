@@ -72,11 +72,14 @@ def segment(trained: TrainedModel, image: torch.Tensor, sentence: str) -> Segmen
 
 
 def scene(index: int = 0, *, split: str = "val", style: str = "refshape", seed: int = 0,
-          image_size: int = 64) -> Sample:
-    """ShapeRef sample ``index`` of ``split``: the same scene for the same arguments on any
-    machine; another ``seed`` generates other scenes."""
-    data = build_dataset("shapes", split=split, style=style, image_size=image_size, seed=seed,
-                         num_samples=index + 1)
+          image_size: int | None = None) -> Sample:
+    """ShapeRef sample ``index`` of ``split`` (default size: the quick profile's, at which the
+    trained models were trained): the same scene for the same arguments on any machine;
+    another ``seed`` generates other scenes."""
+    from refseg_lib.experiments import get_profile
+
+    data = build_dataset("shapes", split=split, style=style, seed=seed, num_samples=index + 1,
+                         image_size=image_size or get_profile("quick").image_size)
     return data[index]
 
 
@@ -102,7 +105,7 @@ def show(image: torch.Tensor, result: Segmentation, *, truth: torch.Tensor | Non
 
 def load_trained(model: str, variant: str, *, style: str = "refshape", profile: str = "quick",
                  name: str | None = None) -> TrainedModel:
-    """A model trained by ``run_experiment`` (e.g. ``load_trained("dmn", "base-leaderboard")``)
+    """A model trained by ``run_experiment`` (e.g. ``load_trained("dmn", "base")``)
     from its checkpoint, vocabulary and run record; a clear error says how to train it first."""
     from refseg_lib.experiments import checkpoint_path
     from refseg_lib.models import build_model
@@ -113,9 +116,9 @@ def load_trained(model: str, variant: str, *, style: str = "refshape", profile: 
     vocab_path = path.with_suffix(".vocab.json")
     if not path.exists() or not vocab_path.exists():
         raise FileNotFoundError(
-            f"no trained {model} {variant!r} ({style}, {profile}) at {path}: train it first, "
-            "e.g. `python -m refseg_lib reproduce --only 09` for the leaderboard's models, or "
-            "experiments.run_leaderboard(system, style)")
+            f"no trained {model} {variant!r} ({style}, {profile}) at {path}: train it first "
+            "with `python -m refseg_lib reproduce` (every model of the course; it skips those "
+            "already trained)")
     records = load_run_records()
     mine = records[(records["model"] == model) & (records["variant"] == variant)
                    & (records["style"] == style) & (records["profile"] == profile)]

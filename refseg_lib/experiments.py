@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +35,10 @@ from refseg_lib.engine import (
 from refseg_lib.losses import mask_bce
 from refseg_lib.metrics import PRIMARY_THRESHOLD, tag_record_metrics
 from refseg_lib.models import build_model
+from refseg_lib.models.common import start_at_prior
 from refseg_lib.models.registry import model_takes
 from refseg_lib.paths import checkpoints_dir
+from refseg_lib.postprocess import MCN_THRESHOLD
 from refseg_lib.records import (
     RunRecord,
     count_parameters,
@@ -43,6 +46,7 @@ from refseg_lib.records import (
     pack_mask,
     write_run_record,
 )
+from refseg_lib.reference import REFERENCE_PREDICTORS, reference_meters
 
 
 @dataclass(frozen=True)
@@ -54,17 +58,28 @@ class Profile:
     train_samples: int | None  # ShapeRef samples per training epoch (None: the whole split)
     eval_samples: int | None  # samples per evaluation split (None: the whole split)
     train: TrainConfig = field(default_factory=TrainConfig)
+    curve_points: int = 10  # evaluations during training (the record's learning curve)
+    curve_samples: int = 200  # the first samples of the first evaluation split they score
+    start_at_prior: bool = False  # mask logits start at the training masks' foreground share
 
 
 PROFILES = {
-    # CPU, minutes: what a laptop and `make reproduce` run. Adam at 1e-3 with one step decay,
-    # the same budget for every model so that quick-profile comparisons are fair. Measured
-    # (LSTM-CNN, 64 px): the loss sits at the all-background level for ~1500 steps before the
-    # words start to ground, so fewer than ~3000 steps show little beyond the prior.
-    "quick": Profile("quick", image_size=64, train_samples=20000, eval_samples=500,
-                     train=TrainConfig(max_steps=5000, batch_size=32, lr=1e-3,
-                                       schedule="step", milestones=(4000,), gamma=0.1,
-                                       grad_clip=5.0, log_every=50, checkpoint_every=500)),
+    # CPU, minutes: what a laptop and `make reproduce` run. One recipe for every model (each keeps
+    # its paper's loss), so that quick-profile comparisons are fair; each system trains for the
+    # budget its learning curve justifies (DMN_STAGE_STEPS, CMSA_STEPS ... below; this
+    # max_steps: Only VM and LSTM-CNN). AdamW at 3e-3 (decoupled weight decay 1e-4), a linear
+    # warm-up over 100 steps (a fifth of a shorter run), then half a cosine down to 0, and the
+    # mask logits' bias started at the training masks' foreground share (start_at_prior).
+    # Measured on LSTM-CNN (1000 steps, val overall IoU, one run each): Adam at 1e-3 with one
+    # step decay at 80%, 27.3 (still near the all-background start after 500 steps: 7.9); this
+    # recipe without the prior, 37.3; with it, 43.2 (13.6 after 100 steps). A rate of 1e-2
+    # helps LSTM-CNN (47.2) but breaks M3Att (17.4 against 45.8) and MCN (38.9 against 43.9),
+    # so every model keeps 3e-3.
+    "quick": Profile("quick", image_size=80, train_samples=20000, eval_samples=500,
+                     train=TrainConfig(max_steps=1000, batch_size=32, optimizer="adamw", lr=3e-3,
+                                       weight_decay=1e-4, schedule="cosine", warmup_steps=100,
+                                       grad_clip=5.0, log_every=50, checkpoint_every=500),
+                     start_at_prior=True),
     # GPU, real data: the models' own paper hyperparameters override the optimiser settings.
     "paper": Profile("paper", image_size=320, train_samples=None, eval_samples=None,
                      train=TrainConfig(max_steps=100_000, batch_size=16, lr=2.5e-4,
@@ -174,21 +189,31 @@ def run_experiment(model: str, *, variant: str = "base", dataset: str = "shapes"
     chosen = get_profile(profile, model)
     paper = PAPER_TRAIN.get(model, {}) if profile == "paper" else {}
     config = dataclasses.replace(chosen.train, **{"seed": seed, **paper, **(train_overrides or {})})
+    if config.warmup_steps > config.max_steps // 5:  # a short run (DMN's second stage)
+        config = dataclasses.replace(config, warmup_steps=config.max_steps // 5)
+    if config.eval_every is None and chosen.curve_points:  # the learning curve's points
+        config = dataclasses.replace(
+            config, eval_every=max(1, math.ceil(config.max_steps / chosen.curve_points)))
     train_set = load_split(dataset, "train", chosen, style=style,
                            num_samples=chosen.train_samples, seed=seed, root=root, task=task)
+    curve_set = load_split(dataset, eval_splits[0], chosen, style=style,
+                           num_samples=chosen.curve_samples, seed=seed, root=root,
+                           task=task) if eval_splits and chosen.curve_points else None
     vocabulary = Vocabulary.build(train_set.sentences)
     collate = Collate(vocabulary, dataset=dataset)
     seed_everything(seed)  # the initial weights depend on the seed alone, not on earlier draws
     words = {"words": tuple(vocabulary.itos)} if model_takes(model, "words") else {}
     net = build_model(model, profile=profile, vocab_size=len(vocabulary), **words,
                       **(model_config or {}))
+    if chosen.start_at_prior and getattr(net, "MASK_LOGIT_BIASES", ()):
+        start_at_prior(net, foreground_share(train_set))
     initialised = [] if init_from is None else init_weights_from(net, init_from)
     path = checkpoint_path(model, variant, dataset, style, profile)
     if not resume and path.exists():
         path.unlink()
     path.parent.mkdir(parents=True, exist_ok=True)
     result = fit(net, train_set, collate, config, checkpoint_path=path, progress=progress,
-                 loss_fn=getattr(net, "training_loss", mask_bce))
+                 loss_fn=getattr(net, "training_loss", mask_bce), val_set=curve_set)
     evaluations, records = {}, []
     if not distributed_env().is_main:  # under torchrun, rank 0 evaluates and records
         return Experiment(net, vocabulary, collate, result, evaluations, records, path)
@@ -227,9 +252,26 @@ def run_experiment(model: str, *, variant: str = "base", dataset: str = "shapes"
                 train_time_s=result.train_time_s,
                 eval_time_s=evaluation.eval_time_s, samples_per_s=result.samples_per_s,
                 params=count_parameters(net), hardware=hardware_info(), source=source,
-                examples=shown)
+                examples=shown, curve=learning_curve(result))
             records.append(write_run_record(record))
     return Experiment(net, vocabulary, collate, result, evaluations, records, path)
+
+
+def foreground_share(dataset: Dataset, num_samples: int = 500) -> float:
+    """The fraction of pixels inside the referent's mask over the first ``num_samples``
+    samples of ``dataset`` (the prior ``models.common.start_at_prior`` starts the logits at)."""
+    masks = [dataset[i].mask for i in range(min(num_samples, len(dataset)))]
+    return float(sum(m.float().mean() for m in masks) / len(masks))
+
+
+CURVE_METRICS = ("overall_iou", "mean_iou", "Pr@0.5", "count_accuracy")
+
+
+def learning_curve(result: TrainResult) -> list[dict[str, float]]:
+    """The run record's learning curve: step and ``CURVE_METRICS`` (those the model has) of
+    each evaluation during training."""
+    return [{"step": row["step"], **{k: row[k] for k in CURVE_METRICS if k in row}}
+            for row in result.val_history]
 
 
 def predicted_examples(net: nn.Module, dataset: Dataset, collate: Collate,
@@ -246,11 +288,46 @@ def predicted_examples(net: nn.Module, dataset: Dataset, collate: Collate,
             zip(batch.sample_ids, masks, strict=True)}
 
 
+REFERENCE_VARIANTS = {kind: kind.replace(" ", "_") for kind in REFERENCE_PREDICTORS}
+
+
+def run_reference(*, style: str = "refshape", profile: str = "quick",
+                  eval_splits: Sequence[str] = ("val",), seed: int = 0,
+                  eval_samples: int | None = None, source: str = "",
+                  **_: object) -> list[Path]:
+    """Score the untrained reference predictors (``reference``: the largest object and the
+    category reader, floors; the resolver, the ceiling) on the evaluation samples a trained
+    model meets (the profile's image size and sample count), recorded as runs of the model
+    ``"reference"`` (variants ``largest_object``, ``category_reader``, ``resolver``) so that
+    every table can show them beside ours. ShapeRef only: they read its symbolic scenes."""
+    chosen = get_profile(profile)
+    thresholds = (PRIMARY_THRESHOLD, MCN_THRESHOLD)  # a binary answer: the same at both
+    paths = []
+    for split in eval_splits:
+        samples = eval_samples or chosen.eval_samples
+        meters = reference_meters(split, style=style, image_size=chosen.image_size,
+                                  num_samples=samples, seed=seed, thresholds=thresholds)
+        for kind, meter in meters.items():
+            by_tag = meter.by_tag(category_only=True)
+            record = RunRecord(
+                model="reference", variant=REFERENCE_VARIANTS[kind], dataset="shapes",
+                style=style, split=split, profile=profile,
+                config={"image_size": chosen.image_size, "eval_samples": len(meter),
+                        "predictor": kind},
+                metrics={**meter.summary(), **tag_record_metrics(by_tag)}, train_time_s=0.0,
+                params=0, hardware=hardware_info(), source=source)
+            paths.append(write_run_record(record))
+    return paths
+
+
+# Budgets of the quick profile (training steps of batch 32): what `make reproduce` can train for
+# every run of every table within 90 minutes on two cores (the plan: plan.plan_jobs). Each
+# system's curve in its records says how far training had got (notebook 09 plots them).
+#
 # DMN's two training stages (sec. 4.3; official README: 24 epochs at low resolution, then 4 with
-# the upsampling module). Quick profile: the same 6:1 ratio in 3000 + 500 steps, 30% fewer steps
-# than the 5000 of the other quick-profile models (to keep CPU runs short), each stage with the
-# profile's learning rate and one decay at 80%.
-DMN_STAGE_STEPS = {"quick": (3000, 500), "paper": (None, None)}
+# the upsampling module): quick profile about the same ratio, 800 + 120 steps, each stage with
+# the profile's recipe.
+DMN_STAGE_STEPS = {"quick": (800, 120), "paper": (None, None)}
 
 
 def run_dmn(variant: str = "base", *, profile: str = "quick",
@@ -277,17 +354,17 @@ def run_dmn(variant: str = "base", *, profile: str = "quick",
                                    strict=True):
         overrides = dict(train_overrides or {})
         if steps is not None:
-            overrides.update(max_steps=steps, milestones=(int(0.8 * steps),))
+            overrides["max_steps"] = steps
         init = stages[0].checkpoint if stages else None
         stages.append(run_experiment("dmn", variant=name, profile=profile, model_config=config,
                                      train_overrides=overrides, init_from=init, **kwargs))
     return stages[0], stages[1]
 
 
-# CMSA quick profile: 3000 steps (decay at 80%) for each of its eleven variants, 40% fewer than
-# the 5000 of LSTM-CNN, to keep the Table 2 and 3 runs within a CPU budget; notebook 05 says so
-# beside every comparison with the other models.
-CMSA_STEPS = {"quick": 3000, "paper": None}
+# CMSA quick profile: 600 steps for each of its eleven variants: the cross-modal self-attention
+# over every (word, pixel) pair makes its step the costliest of the course (0.56 s with one
+# thread at 80 px, 8x LSTM-CNN's); notebook 05 says so beside every comparison.
+CMSA_STEPS = {"quick": 600, "paper": None}
 
 
 def _run_variant(model: str, label: str, variants: dict, variant: str, steps: int | None, *,
@@ -301,7 +378,7 @@ def _run_variant(model: str, label: str, variants: dict, variant: str, steps: in
                          f"{', '.join(variants)}")
     overrides = dict(train_overrides or {})
     if steps is not None and "max_steps" not in overrides:
-        overrides.update(max_steps=steps, milestones=(int(0.8 * steps),))
+        overrides["max_steps"] = steps
     return run_experiment(model, variant=variant + suffix, profile=profile,
                           model_config={**variants[variant][0], **(model_config or {})},
                           train_overrides=overrides, **kwargs)
@@ -320,9 +397,9 @@ def run_cmsa(variant: str = "base", *, profile: str = "quick", suffix: str = "",
                         model_config=model_config, **kwargs)
 
 
-# MCN quick profile: 3000 steps (decay at 80%) for each of its twelve runs, as CMSA's; MCN's
-# binarisation threshold 0.35 is evaluated beside the harness's 0.5.
-MCN_STEPS = {"quick": 3000, "paper": None}
+# MCN quick profile: 800 steps for each of its twelve runs; MCN's binarisation threshold 0.35 is
+# evaluated beside the harness's 0.5.
+MCN_STEPS = {"quick": 800, "paper": None}
 MCN_POSTPROCESS = {"+roi": {"postprocess": "roi"}, "+soft_nls": {"postprocess": "soft_nls"},
                    "+asnls": {"postprocess": "asnls"}}
 
@@ -346,11 +423,11 @@ def run_mcn(variant: str = "base", *, profile: str = "quick", suffix: str = "",
                         eval_settings=settings, **kwargs)
 
 
-# M3Att quick profile: 3000 steps (decay at 80%) for each ablation row, as CMSA's and MCN's.
+# M3Att quick profile: 800 steps for each ablation row, as MCN's.
 # The paper profile guesses the authors' later setting (ReLA/GRES: Swin-B + BERT at 480 px) and
 # LAVT's optimiser (AdamW 5e-5, weight decay 1e-2, poly 0.9), the family M3Att compares with;
 # the paper's own training details could not be read (notebook 07's design note).
-M3ATT_STEPS = {"quick": 3000, "paper": None}
+M3ATT_STEPS = {"quick": 800, "paper": None}
 M3ATT_VARIANTS = ("vanilla", "m3dec", "imi", "lfr", "lfr-minilm")
 
 
@@ -393,13 +470,12 @@ def word_recovery_analysis() -> Analysis:
     return analysis
 
 
-# Recurrent instance segmentation, quick profile: 1500 steps in all (decay at 80%) for every
-# run; with the curriculum (sec. 4), the first RIS_CURRICULUM_STEPS of them unroll two steps per
-# image and the rest n + 2, so both arms of notebook 08's comparison see the same number of
-# updates. Half the other models' 3000: a ConvLSTM unrolled 8 times is the slowest step of the
-# course on a CPU (~1 s with one thread; notebook 08 says so beside its numbers).
-RIS_STEPS = {"quick": 1500, "paper": None}
-RIS_CURRICULUM_STEPS = {"quick": 400, "paper": 20_000}
+# Recurrent instance segmentation, quick profile: 600 steps in all for every run; with the
+# curriculum (sec. 4), the first RIS_CURRICULUM_STEPS of them unroll two steps per image and the
+# rest n + 2, so both arms of notebook 08's comparison see the same number of updates. A
+# ConvLSTM unrolled 8 times is a slow step on a CPU (0.37 s with one thread at 80 px).
+RIS_STEPS = {"quick": 600, "paper": None}
+RIS_CURRICULUM_STEPS = {"quick": 200, "paper": 20_000}
 
 
 def run_ris(task: str = "all", *, curriculum: bool = True, profile: str = "quick",
@@ -426,7 +502,7 @@ def run_ris(task: str = "all", *, curriculum: bool = True, profile: str = "quick
     for name, extra, budget in stages:
         overrides = dict(train_overrides or {})
         if budget is not None:
-            overrides.update(max_steps=budget, milestones=(max(1, int(0.8 * budget)),))
+            overrides["max_steps"] = budget
         experiment = run_experiment(
             "ris", variant=name, profile=profile, task=task, model_config={**config, **extra},
             train_overrides=overrides, init_from=experiment.checkpoint if experiment else None,
@@ -435,60 +511,22 @@ def run_ris(task: str = "all", *, curriculum: bool = True, profile: str = "quick
 
 
 # The leaderboard (notebook 09): every system in the same harness (ShapeRef, the profile's image
-# size, small_cnn, batch, optimiser and a decay at 80%) for the same number of steps, in each
-# expression style. Quick profile: 1500 steps, RIS's budget in notebook 08, so that its row on its
-# own task needs no other run; 18 runs of 1500 steps take about an hour of CPU, 3000 would take
-# two. Fewer steps than the ablation notebooks' 3000, so the systems score lower here than there.
-# The paper profile leaves each system its own paper budget.
-LEADERBOARD_STEPS = {"quick": RIS_STEPS["quick"], "paper": None}
-LEADERBOARD_SUFFIX = "-leaderboard"
+# size, small_cnn, batch and recipe), each for its own budget (the steps its learning curve
+# justifies), in each expression style. Its refshape rows are the ablation notebooks' full models
+# (one run, one number everywhere); ``plan.plan_jobs`` trains the other styles.
 LEADERBOARD_STYLES = ("refshape", "refshape+", "refshape-g")
 LEADERBOARD_SPLITS = ("val", "testA", "testB")
 # system -> (registry name, the recorded variant the leaderboard reads): each system's full model
 # (DMN after its second stage, MCN's mask after ASNLS, M3Att with IMI and LFR)
 LEADERBOARD = {
-    "Only VM": ("only_vm", "base" + LEADERBOARD_SUFFIX),
-    "LSTM-CNN": ("lstm_cnn", "base" + LEADERBOARD_SUFFIX),
-    "DMN": ("dmn", "base" + LEADERBOARD_SUFFIX),
-    "CMSA+GF": ("cmsa", "base" + LEADERBOARD_SUFFIX),
-    "MCN": ("mcn", "cem" + LEADERBOARD_SUFFIX + "+asnls"),
-    "M3Att": ("m3att", "lfr" + LEADERBOARD_SUFFIX),
+    "Only VM": ("only_vm", "base"),
+    "LSTM-CNN": ("lstm_cnn", "base"),
+    "DMN": ("dmn", "base"),
+    "CMSA+GF": ("cmsa", "base"),
+    "MCN": ("mcn", "cem+asnls"),
+    "M3Att": ("m3att", "lfr"),
 }
-# val samples whose predicted masks the records keep, for notebook 09's qualitative grid
+# val samples whose predicted masks the full models' records keep (notebook 09's grid)
 LEADERBOARD_EXAMPLES = tuple(range(0, 480, 60))
 # RIS segments every object of a scene (no sentence): its own task, notebook 08's curriculum run
 LEADERBOARD_RIS = ("ris", "all-curriculum")
-
-
-def run_leaderboard(system: str, style: str = "refshape", *, profile: str = "quick",
-                    steps: int | None = None, **kwargs) -> Experiment:
-    """Train and evaluate one ``LEADERBOARD`` system (or ``"RIS"``) in ``style`` for the
-    leaderboard's budget (``steps``, default ``LEADERBOARD_STEPS``), recorded as the variant
-    ``LEADERBOARD`` names; ``kwargs`` go to ``run_experiment`` (``source``, ``progress``, ...).
-    RIS runs notebook 08's curriculum run on its own task (``refshape`` only: it reads no
-    sentence), whose records the leaderboard shares with notebook 08."""
-    steps = steps or LEADERBOARD_STEPS[profile]
-    kwargs.setdefault("eval_splits", LEADERBOARD_SPLITS)
-    if system == "RIS":
-        if style != "refshape":
-            raise ValueError("RIS segments every object and reads no sentence: run it in the "
-                             "'refshape' style only")
-        return run_ris("all", curriculum=True, profile=profile, steps=steps, **kwargs)
-    kwargs.setdefault("examples", LEADERBOARD_EXAMPLES)
-    if system not in LEADERBOARD:
-        raise ValueError(f"unknown system {system!r}; choose one of "
-                         f"{', '.join([*LEADERBOARD, 'RIS'])}")
-    budget = {} if steps is None else {"max_steps": steps, "milestones": (int(0.8 * steps),)}
-    model = LEADERBOARD[system][0]
-    common = dict(profile=profile, suffix=LEADERBOARD_SUFFIX, style=style, **kwargs)
-    if model == "dmn":  # its two stages share the budget in DMN's 6:1 ratio (run_dmn)
-        split = None if steps is None else (steps - steps // 7, steps // 7)
-        return run_dmn("base", stage_steps=split, **common)[1]
-    if model == "cmsa":
-        return run_cmsa("base", train_overrides=budget, **common)
-    if model == "mcn":
-        return run_mcn("cem", train_overrides=budget, **common)
-    if model == "m3att":  # without notebook 07's word-recovery probe
-        return run_m3att("lfr", train_overrides=budget, analysis=None, **common)
-    return run_experiment(model, variant="base" + LEADERBOARD_SUFFIX, profile=profile,
-                          style=style, train_overrides=budget, **kwargs)

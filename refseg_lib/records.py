@@ -179,6 +179,9 @@ class RunRecord:
     # predicted masks of a few evaluation samples, sample id -> pack_mask(mask) (notebook 09's
     # qualitative grid, drawn from the records alone)
     examples: dict = field(default_factory=dict)
+    # the learning curve: validation metrics at points of training, one dict per evaluation
+    # (step, overall_iou, mean_iou, ...), on the first ``Profile.curve_samples`` val samples
+    curve: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for name in (*KEY_FIELDS[:3], *KEY_FIELDS[4:]):  # style may be ""
@@ -265,13 +268,13 @@ def load_run_records(runs_dir: str | Path | None = None) -> pd.DataFrame:
     """Every record of ``runs_dir`` (default ``reports/runs/``) as one row of a DataFrame.
 
     Columns: the key fields, the scalar fields, ``device_name`` (from ``hardware``), the
-    ``config``, ``hardware`` and ``examples`` dicts as they are, ``path``, and one column per
-    metric under its own name (``overall_iou``, ``mean_iou``, ``Pr@0.5`` ...), NaN where a run
-    lacks it.
+    ``config``, ``hardware`` and ``examples`` dicts and the ``curve`` list as they are,
+    ``path``, and one column per metric under its own name (``overall_iou``, ``mean_iou``,
+    ``Pr@0.5`` ...), NaN where a run lacks it.
     No records give an empty DataFrame with the fixed columns.
     """
     fixed = [*KEY_FIELDS, *SCALAR_FIELDS, "device_name", "config", "hardware", "examples",
-             "path"]
+             "curve", "path"]
     rows = []
     for path in sorted(_runs_dir(runs_dir).glob("*.json")):
         record = read_run_record(path)
@@ -280,7 +283,8 @@ def load_run_records(runs_dir: str | Path | None = None) -> pd.DataFrame:
             raise ValueError(f"{path}: metric names {sorted(clash)} clash with record fields")
         row = {name: getattr(record, name) for name in (*KEY_FIELDS, *SCALAR_FIELDS)}
         row.update(device_name=record.hardware.get("device_name"), config=record.config,
-                   hardware=record.hardware, examples=record.examples, path=str(path))
+                   hardware=record.hardware, examples=record.examples, curve=record.curve,
+                   path=str(path))
         row.update(record.metrics)
         rows.append(row)
     if not rows:

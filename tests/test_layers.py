@@ -23,6 +23,7 @@ LAYERS = (
     ("engine",),
     ("experiments",),
     ("reports", "demo"),
+    ("plan",),
     ("cli",),
     ("__main__", "__init__"),
 )

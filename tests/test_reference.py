@@ -57,5 +57,21 @@ def test_what_a_stride_keeps_and_loses():
     assert at_8[0].all() and not at_8[1].any()
     assert mask_iou(at_8[2:], masks[2:]).item() > 0.5
     assert stride_ceiling(masks[:1], 16) == 1.0
-    with pytest.raises(ValueError, match="does not divide"):
-        perfect_at_stride(masks, 5)
+    # a stride that does not divide the side: ceil(side / stride) cells, as a padded backbone's
+    assert perfect_at_stride(masks[:1, :, :30], 8).all()
+    pooled = torch.nn.functional.avg_pool2d(masks[2:, None].float(), 8)
+    assert torch.equal(torch.nn.functional.adaptive_avg_pool2d(masks[2:, None].float(), 4), pooled)
+
+
+def test_shaperef_referents_have_refcoco_sizes_and_stride_8_keeps_80_percent():
+    """The referent's box covers a median 10-18% of the image (RefCOCO val: 13.8%), 10th
+    percentile >= 4%, 90th 30-45%; at the quick profile's size a perfect stride-8 predictor
+    reaches >= 80% overall IoU on val (the evaluation's 500 samples)."""
+    from refseg_lib.experiments import get_profile
+    from refseg_lib.reference import box_area_fractions
+
+    size = get_profile("quick").image_size
+    fractions = box_area_fractions("val", image_size=size, num_samples=500)
+    p10, p50, p90 = fractions.quantile([0.1, 0.5, 0.9])
+    assert 0.10 <= p50 <= 0.18 and p10 >= 0.04 and 0.30 <= p90 <= 0.45, (p10, p50, p90)
+    assert stride_ceilings("val", image_size=size, num_samples=500, strides=(8,))[8] >= 0.80

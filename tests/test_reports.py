@@ -295,7 +295,7 @@ def test_mcn_tables_from_records_follow_the_paper_rows_and_metrics():
     at |= {f"Pr@{t}@0.35": 0.1 for t in (0.5, 0.6, 0.7, 0.8, 0.9)}
     rows = [record("mcn", "val", 0.1, variant=v, **{**at, "Acc@0.5": acc})
             for v, acc in (("cem", 0.3), ("cem+asnls", 0.3), ("base", 0.4),
-                           ("cem_code", 0.35), ("single_rec_13", 0.25))]
+                           ("cem_eq9", 0.35), ("single_rec_13", 0.25))]
     rows += [record("mcn", "val", 0.0, variant="single_res_52", **{"mean_iou@0.35": 0.15}),
              record("dmn", "val", 0.5, variant="base")]
     tables = reports.mcn_tables(pd.DataFrame(rows))
@@ -305,7 +305,7 @@ def test_mcn_tables_from_records_follow_the_paper_rows_and_metrics():
     assert table_1.loc["ASNLS (ours)", ("paper (%)", "mean_iou@0.35")] == 62.44
     assert table_1.loc["ASNLS (ours)", ("paper (%)", "IE@0.35")] == 6.65
     table_2 = tables["table2"]
-    assert table_2.loc["+CEM (code's form)", ("source", "")] == reports.MISSING  # no paper row
+    assert table_2.loc["+CEM (eq. 9 as printed)", ("source", "")] == reports.MISSING  # no row
     assert table_2.loc["MCN (Base)", ("ours (%)", "Acc@0.5")] == pytest.approx(40.0)
     table_3 = tables["table3"]
     assert math.isnan(table_3.loc["Single_REC (scale=13^2)", ("ours (%)", "mean_iou@0.35")])

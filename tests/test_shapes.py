@@ -122,12 +122,12 @@ def test_deterministic() -> None:
 def test_benchmark_is_frozen_across_machines_and_versions() -> None:
     """Golden values: a change here changes every published ShapeRef number (bump a version)."""
     golden = {
-        "refshape": ("star to the right of the ring", 2, 33),
-        "refshape+": ("the heart that is large and yellow", 5, 213),
-        "refshape-g": ("the little lime sickle", 2, 38),
+        "refshape": ("right ring", 0, 1143),
+        "refshape+": ("the crescent that is large", 3, 551),
+        "refshape-g": ("the leftmost little plus", 2, 357),
     }
     for (style, (sentence, referent, area)), index in zip(golden.items(), (0, 1, 2), strict=True):
-        sample = ShapeRef("val", style, image_size=64)[index]
+        sample = ShapeRef("val", style, image_size=80)[index]
         assert (sample.sentence, sample.referent_index, int(sample.mask.sum())) == (
             sentence, referent, area)
 

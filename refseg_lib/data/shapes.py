@@ -6,7 +6,9 @@ downloading anything:
 | RefCOCO & co.                                  | ShapeRef                                      |
 | ---------------------------------------------- | --------------------------------------------- |
 | 2+ objects of the referent's category (UNC)    | the referent's category appears 2-3 times in  |
-|                                                | about 88% of scenes                           |
+|                                                | about 93% of scenes                           |
+| the referent's box: a median 13.8% of the      | a median 14% of the image (one scale per      |
+| image (RefCOCO val)                            | scene, two sizes within it)                   |
 | RefCOCO / RefCOCO+ / G-Ref expressions         | styles ``refshape`` / ``refshape+`` /         |
 |                                                | ``refshape-g`` (``shapes_language``)          |
 | testA = people, testB = other objects          | testA referents from ``GROUP_A`` (round),     |
@@ -75,8 +77,16 @@ COLOR_RGB = MappingProxyType({
     "red": (0.86, 0.13, 0.11), "green": (0.16, 0.66, 0.22), "blue": (0.14, 0.32, 0.88),
     "yellow": (0.90, 0.82, 0.13), "purple": (0.56, 0.22, 0.74), "orange": (0.90, 0.50, 0.08),
 })
-RADIUS = MappingProxyType({"small": 0.08, "big": 0.145})  # bounding radius / image side
+RADIUS = MappingProxyType({"small": 0.20, "big": 0.33})  # bounding radius / image side
 MIN_VISIBLE_FRACTION = 0.5  # of each object's silhouette, whatever the image size
+# Scenes at RefCOCO's scale (the referent's box covers a median 14% of the image; RefCOCO val:
+# 13.8%): each scene draws one scale for all its radii, so that sizes spread smoothly. A
+# referent has 0, 1 or 2 siblings (same category) with probabilities 0.06, 0.44 and 0.50, and a
+# sibling that differs in colour mostly shares the referent's size: the biggest object of the
+# named category is then the referent in under half of the scenes (the category reader's floor).
+_SCENE_SCALE = (0.85, 1.15)
+_SIBLINGS = (0.06, 0.5)  # cumulative probabilities of 0 and of at most 1 sibling
+_SIBLING_SAME_SIZE = 0.8
 _MIN_SPACING = 0.6  # centres at least this times the sum of radii apart (some overlap allowed)
 _MAX_TRIES = 100
 _MAX_ANGLE = 0.35  # radians of rotation jitter
@@ -238,9 +248,10 @@ def _check_split(split: str) -> None:
 def _propose(draws: Draws, referent_categories: tuple[str, ...]) -> list[ShapeObject] | None:
     """3-6 objects, the referent first; ``None`` when they do not fit (draw again)."""
     n = 3 + draws.below(4)
+    scale = draws.uniform(*_SCENE_SCALE)  # every radius of the scene, so sizes spread smoothly
     category = draws.pick(referent_categories)
     u = draws.uniform()
-    same = min(n, 1 if u < 0.12 else 2 if u < 0.62 else 3)  # referent + 0-2 siblings
+    same = min(n, 1 if u < _SIBLINGS[0] else 2 if u < _SIBLINGS[1] else 3)  # + 0-2 siblings
     others = [c for c in CATEGORIES if c != category]  # distractors, from both groups
     categories = [category] * same + [draws.pick(others) for _ in range(n - same)]
     looks: list[tuple[str, str]] = []
@@ -248,12 +259,14 @@ def _propose(draws: Draws, referent_categories: tuple[str, ...]) -> list[ShapeOb
         color, size, share_color = draws.pick(COLORS), draws.pick(SIZES), draws.uniform() < 0.5
         if 0 < k < same:  # a sibling: often the referent's colour, never its whole appearance
             color = looks[0][0] if share_color else color
+            if not share_color and draws.uniform() < _SIBLING_SAME_SIZE:
+                size = looks[0][1]
             if (color, size) == looks[0]:
                 size = SIZES[1 - SIZES.index(size)]
         looks.append((color, size))
     objects: list[ShapeObject] = []
     for category, (color, size) in zip(categories, looks, strict=True):
-        radius = RADIUS[size] * draws.uniform(0.92, 1.08)
+        radius = RADIUS[size] * scale * draws.uniform(0.92, 1.08)
         for _ in range(20):
             x, y = draws.uniform(radius, 1.0 - radius), draws.uniform(radius, 1.0 - radius)
             if all((x - o.x) ** 2 + (y - o.y) ** 2 >= (_MIN_SPACING * (radius + o.radius)) ** 2

@@ -13,7 +13,7 @@ from refseg_lib.metrics import PRIMARY_THRESHOLD
 from refseg_lib.records import dataclass_from_dict
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("constant", "step", "poly", "plateau")
+SCHEDULES = ("constant", "step", "poly", "cosine", "plateau")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 
 
@@ -40,7 +40,11 @@ class TrainConfig:
     """Whether biases and other 1-D parameters get ``weight_decay`` (CMSA: False)."""
     schedule: str = "constant"
     """``"constant"``, ``"step"`` (x ``gamma`` at each of ``milestones``), ``"poly"``
-    (``(1 - step / max_steps) ** poly_power`` down to ``min_lr``), ``"plateau"``."""
+    (``(1 - step / max_steps) ** poly_power`` down to ``min_lr``), ``"cosine"`` (half a
+    cosine from ``lr`` down to ``min_lr`` at ``max_steps``), ``"plateau"``."""
+    warmup_steps: int = 0
+    """Steps over which the lr rises linearly from ``lr / warmup_steps`` to the schedule's value
+    (multiplies the per-step schedules; 0: none)."""
     milestones: tuple[int, ...] = ()
     """Steps after which the ``"step"`` schedule multiplies the lr by ``gamma`` (MCN)."""
     gamma: float = 0.1
@@ -48,7 +52,7 @@ class TrainConfig:
     poly_power: float = 0.9
     """Power of the ``"poly"`` schedule (CMSA, DeepLab)."""
     min_lr: float = 0.0
-    """Floor of the ``"poly"`` schedule, reached at ``max_steps`` (CMSA: 1e-5)."""
+    """Floor of the ``"poly"`` and ``"cosine"`` schedules, reached at ``max_steps`` (CMSA: 1e-5)."""
     plateau_patience: int = 2
     """``"plateau"``: evaluations without improvement before the lr drops (DMN: 2)."""
     plateau_factor: float = 0.1
@@ -92,7 +96,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be positive or None, got {value}")
         if list(self.milestones) != sorted(self.milestones) or any(m < 1 for m in self.milestones):
             raise ValueError(f"milestones must be increasing positive steps, got {self.milestones}")
-        if self.schedule == "poly" and not 0 <= self.min_lr <= self.lr:
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.schedule in ("poly", "cosine") and not 0 <= self.min_lr <= self.lr:
             raise ValueError(f"min_lr must lie in [0, lr={self.lr}], got {self.min_lr}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")

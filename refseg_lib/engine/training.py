@@ -75,16 +75,28 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
 
 
 def _lr_factor(config: TrainConfig) -> Callable[[int], float]:
-    """Multiplier of the base lr after ``s`` completed steps, for the per-step schedules."""
+    """Multiplier of the base lr after ``s`` completed steps, for the per-step schedules, times
+    the linear warm-up over the first ``warmup_steps``."""
+    floor = config.min_lr / config.lr if config.lr > 0 else 0.0
     if config.schedule == "step":
         # MCN: lr * gamma ** (number of milestones passed)
-        return lambda s: config.gamma ** bisect_right(config.milestones, s)
-    if config.schedule == "poly":
+        def factor(s: int) -> float:
+            return config.gamma ** bisect_right(config.milestones, s)
+    elif config.schedule == "poly":
         # CMSA: lr_s = min_lr + (lr - min_lr) * (1 - s / max_steps) ** power
-        floor = config.min_lr / config.lr if config.lr > 0 else 0.0
-        return lambda s: floor + (1 - floor) * max(0.0, 1 - s / config.max_steps) ** (
-            config.poly_power)
-    return lambda s: 1.0
+        def factor(s: int) -> float:
+            return floor + (1 - floor) * max(0.0, 1 - s / config.max_steps) ** config.poly_power
+    elif config.schedule == "cosine":
+        # lr_s = min_lr + (lr - min_lr) * (1 + cos(pi * s / max_steps)) / 2
+        def factor(s: int) -> float:
+            done = min(1.0, s / config.max_steps)
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * done))
+    else:
+        def factor(s: int) -> float:
+            return 1.0
+    if config.warmup_steps == 0:
+        return factor
+    return lambda s: factor(s) * min(1.0, (s + 1) / config.warmup_steps)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig):

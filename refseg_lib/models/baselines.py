@@ -41,7 +41,7 @@ class OnlyVMConfig:
 
     DMN upsamples this low-resolution output bilinearly (sec. 4.2) and does not give the
     head's width; we take 512, the width of its upsampling module's first stage. ``quick()``
-    adds a skip from the stride-8 map, since a 64 px image leaves a 2x2 map at stride 32.
+    adds a skip from the stride-8 map, since an 80 px image leaves a 3x3 map at stride 32.
     """
 
     backbone: str = "dpn92"
@@ -58,6 +58,8 @@ class OnlyVMConfig:
 
 class OnlyVM(nn.Module):
     """Backbone -> [deepest map, LOC] -> 1x1 convs -> (bilinear x2^k + stride-8 skip) -> logit."""
+
+    MASK_LOGIT_BIASES = ("classifier.bias",)  # models.common.start_at_prior
 
     def __init__(self, config: OnlyVMConfig):
         super().__init__()
@@ -98,7 +100,7 @@ class LSTMCNNConfig:
     stride 32). Its upsampling is a deconvolution with a 2s x 2s filter and stride s = 32 on
     the one-channel score map, back to full resolution, trained in a second stage; ours is the
     same layer, initialised to bilinear interpolation and trained end to end. ``quick()``
-    reads the stride-8 map (8x8 for a 64 px image; the stride-32 map would be 2x2).
+    reads the stride-8 map (10x10 for an 80 px image; the stride-32 map would be 3x3).
     """
 
     vocab_size: int
@@ -122,6 +124,8 @@ class LSTMCNNConfig:
 
 class LSTMCNN(nn.Module):
     """[L2norm(CNN(I)), tile(L2norm(LSTM(w)_T)), LOC] -> 1x1 convs -> deconvolution -> logits."""
+
+    MASK_LOGIT_BIASES = ("classifier.2.bias",)  # models.common.start_at_prior
 
     def __init__(self, config: LSTMCNNConfig):
         super().__init__()

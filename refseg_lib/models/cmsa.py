@@ -111,7 +111,7 @@ class CMSAConfig:
 
     @classmethod
     def quick(cls, **overrides) -> CMSAConfig:
-        """small_cnn (strides 8, 16, 32 resized to 8x8 for 64 px), widths 64, keys 16; one
+        """small_cnn (strides 8, 16, 32 resized to 10x10 for 80 px), widths 64, keys 16; one
         level alone is the stride-8 one (the paper's single level is res5 at stride 8)."""
         defaults = dict(backbone="small_cnn", pretrained=False, embed_dim=64,
                         deep_visual_dim=None, key_dims=(16, 16, 16), fusion_dim=64,
@@ -319,6 +319,8 @@ _FUSION_MODULES = {"gated": GatedFusion, "self_gated": partial(GatedFusion, self
 
 class CMSA(nn.Module):
     """``model(images, tokens, lengths) -> ModelOutput`` with logits at the levels' size."""
+
+    MASK_LOGIT_BIASES = ("classifier.bias",)  # models.common.start_at_prior
 
     def __init__(self, config: CMSAConfig):
         super().__init__()

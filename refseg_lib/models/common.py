@@ -7,11 +7,13 @@ encoding.
   ``"paper"`` (the paper's defaults), with overrides; other keyword arguments go to the backbone.
 - ``encode_words``: one vector per sentence from a recurrent encoder (the state after its last
   real word).
+- ``start_at_prior``: the mask logit's bias set to the foreground prior (the quick profile).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 from torch import nn
@@ -53,3 +55,19 @@ def encode_words(rnn: nn.Module, words: torch.Tensor, lengths: torch.Tensor) -> 
     padding (``run_recurrent``).
     """
     return last_step(run_recurrent(rnn, words.transpose(0, 1), lengths), lengths)
+
+
+def start_at_prior(model: nn.Module, prior: float) -> list[str]:
+    """Set the biases that offset ``model``'s mask logits (the names in its class attribute
+    ``MASK_LOGIT_BIASES``, those it has) to log(prior / (1 - prior)), so that training starts
+    predicting the foreground fraction ``prior`` everywhere instead of 0.5 (focal loss's
+    initialisation, Lin et al., 2017, sec. 4.1). Returns the names set; a model without the
+    attribute is left alone."""
+    if not 0 < prior < 1:
+        raise ValueError(f"prior must lie in (0, 1), got {prior}")
+    named = dict(model.named_parameters())
+    chosen = [n for n in getattr(model, "MASK_LOGIT_BIASES", ()) if n in named]
+    with torch.no_grad():
+        for name in chosen:
+            named[name].fill_(math.log(prior / (1 - prior)))
+    return chosen

@@ -99,7 +99,7 @@ class DMNConfig:
 
     @classmethod
     def quick(cls, **overrides) -> DMNConfig:
-        """small_cnn, N = 3 (8x8 maps for 64 px images; stride 32 would leave 2x2), widths 64."""
+        """small_cnn, N = 3 (10x10 maps for 80 px images; stride 32 would leave 3x3), widths 64."""
         defaults = dict(backbone="small_cnn", pretrained=False, num_scales=3, embed_dim=64,
                         hidden_dim=64, mixed_dim=64, msru_hidden=64, msru_layers=2,
                         um_channels=(32, 16, 16))
@@ -115,6 +115,8 @@ class DMNConfig:
 
 class DMN(nn.Module):
     """``model(images, tokens, lengths) -> ModelOutput`` (full-resolution or R_N-level logits)."""
+
+    MASK_LOGIT_BIASES = ("classifier.bias", "low_res_classifier.bias")  # start_at_prior
 
     def __init__(self, config: DMNConfig):
         super().__init__()

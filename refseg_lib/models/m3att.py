@@ -25,7 +25,7 @@ language-side queries (one per word) and V (B, P, d) the vision tokens:
   next layer's keys come from these updated tokens, so that language and vision are updated in
   turn across the stack; without it the vision tokens stay the encoder's.
 - The model (``M3AttModel``): vision tokens from the deepest backbone map read (quick: the
-  stride-8 map, 8 x 8 at 64 px; paper profile: Swin-B's stride-32 map, whose stride-16 and
+  stride-8 map, 10 x 10 at 80 px; paper profile: Swin-B's stride-32 map, whose stride-16 and
   stride-8 maps join the mask head top-down), words from a scratch or pretrained encoder, a
   stack of ``M3DecLayer``, and the mask as the product of the final pixel features with the
   real words' mean (notebook 07, equations M1-M9).
@@ -178,7 +178,7 @@ class M3AttConfig:
 
     @classmethod
     def quick(cls, **overrides) -> M3AttConfig:
-        """small_cnn's stride-8 map alone (8 x 8 tokens at 64 px), width 64, 4 heads, the
+        """small_cnn's stride-8 map alone (10 x 10 tokens at 80 px), width 64, 4 heads, the
         scratch encoder."""
         defaults = dict(backbone="small_cnn", pretrained=False, dim=64, heads=4, strides=(8,),
                         text_encoder="scratch")
@@ -201,6 +201,8 @@ class M3AttConfig:
 class M3AttModel(nn.Module):
     """``model(images, tokens, lengths) -> ModelOutput``: mask logits at the last stride read
     (8), the decoder's attention maps, and ``aux`` for LFR and the probes."""
+
+    MASK_LOGIT_BIASES = ("mask_bias",)  # models.common.start_at_prior
 
     def __init__(self, config: M3AttConfig):
         super().__init__()
@@ -234,6 +236,7 @@ class M3AttModel(nn.Module):
         self.norm = nn.LayerNorm(c.dim)
         self.mask_features = nn.Conv2d(c.dim, c.dim, 3, padding=1)
         self.mask_query = nn.Linear(c.dim, c.dim)
+        self.mask_bias = nn.Parameter(torch.zeros(()))  # our choice: the logits' offset
         self.reconstruct = (nn.Sequential(nn.Linear(c.dim, c.dim), nn.GELU(),
                                           nn.Linear(c.dim, text_dim))
                             if c.lfr_weight > 0 else None)
@@ -265,7 +268,7 @@ class M3AttModel(nn.Module):
         aux = {"valid": valid, "words": words, "decoder_input": projected}
         if self.reconstruct is not None:
             aux.update(reconstructed=self.reconstruct(words), encoded=encoded)
-        return ModelOutput(mask_logits=logits / math.sqrt(self.config.dim),
+        return ModelOutput(mask_logits=logits / math.sqrt(self.config.dim) + self.mask_bias,
                            attention={"decoder": torch.stack(attention, 1)}, aux=aux)
 
     def training_loss(self, output: ModelOutput, batch: Batch

@@ -21,7 +21,7 @@ mask), sec. 3.1:
 
 Table 3's structures and Table 2's ladder are flags of ``MCNConfig``; ``VARIANTS`` names each
 row. "Scale 13^2" stands for the stride-32 map and "52^2" for the stride-8 one (13 and 52 cells
-at 416 px; 2 and 8 cells at the quick profile's 64 px).
+at 416 px; 3 and 10 cells at the quick profile's 80 px).
 
 Choices where the paper is silent (the official code, luogen1996/MCN, settles some):
 
@@ -36,13 +36,17 @@ Choices where the paper is silent (the official code, luogen1996/MCN, settles so
   diffuses it back, out = LeakyReLU(BN(F_att + F)).
 - Without GARAN (Base, +TextAtt) CEM would read the branch features; the ladder never does
   that, as in the paper.
-- The paper's eq. 9 sums over all P_s P_c pairs (457,000 at 416 px); we divide by that count
-  (``cem_loss(per_pair=True)``) so that eq. 12's weight 1.0 is on the scale of the other
-  terms. Notebook 06 also trains the official code's form.
+- CEM: eq. 9 as printed, -sum_ij [log E'_s(i) + log E'_c(j) + log T(i, j)], separates into
+  one term per map, each maximised by a uniform softmax, so it cannot couple the maps
+  (notebook 06 shows it). The full MCN uses the official code's form, the log of the summed
+  energy -log sum_ij E'_s(i) T(i, j) E'_c(j), which rewards the two maps for agreeing; eq. 9
+  as printed stays a variant (``cem_eq9``, its own row), divided by its P_s P_c pairs (457,000
+  at 416 px; ``cem_loss(per_pair=True)``) so that eq. 12's weight 1.0 is on the scale of the
+  other terms.
 - Single_REC predicts no mask; its ``mask_logits`` are its box filled in (+-10), so that the
   harness can score it, and its RES columns say how well a box covers a ShapeRef shape.
 - Anchors: the paper's three (k-means on RefCOCO at 416 px); the quick profile's are k-means
-  (``nn.anchors.anchor_kmeans``) on 2000 ShapeRef training boxes at 64 px (notebook 06
+  (``nn.anchors.anchor_kmeans``) on 2000 ShapeRef training boxes at 80 px (notebook 06
   recomputes them).
 """
 
@@ -69,7 +73,7 @@ SCALES = {"13": 32, "52": 8}  # the paper's names of the two branch scales -> st
 POSTPROCESS = ("none", "roi", "soft_nls", "asnls")  # Table 1
 CEM = ("off", "paper", "code")
 PAPER_ANCHORS = ((137, 256), (248, 272), (386, 271))  # official code, pixels at 416 x 416
-QUICK_ANCHORS = ((9, 9), (13, 17), (17, 17))  # anchor_kmeans on ShapeRef train, 64 px
+QUICK_ANCHORS = ((25, 26), (30, 32), (44, 46))  # anchor_kmeans on ShapeRef train, 80 px
 
 # Run variants: MCNConfig flags and the row of the paper they stand for (Tables 2 and 3).
 # Every structure of Table 3 is in the Base configuration (no TextAtt, GARAN or CEM), and no
@@ -80,9 +84,9 @@ VARIANTS: dict[str, tuple[dict, str]] = {
     "base": (_BASE, "MCN (Base)"),
     "text_att": ({**_BASE, "text_attention": True}, "+TextAtt"),
     "garan": ({**_BASE, "text_attention": True, "garan": True}, "+GARAN"),
-    "cem": ({**_BASE, "text_attention": True, "garan": True, "cem": "paper"}, "+CEM"),
-    "cem_code": ({**_BASE, "text_attention": True, "garan": True, "cem": "code"},
-                 "+CEM (official code's form)"),
+    "cem": ({**_BASE, "text_attention": True, "garan": True, "cem": "code"}, "+CEM"),
+    "cem_eq9": ({**_BASE, "text_attention": True, "garan": True, "cem": "paper"},
+                "+CEM (eq. 9 as printed)"),
     "single_rec_13": ({**_BASE, "rec_scale": "13", "res_scale": None}, "Single_REC (13^2)"),
     "single_rec_52": ({**_BASE, "rec_scale": "52", "res_scale": None}, "Single_REC (52^2)"),
     "single_res_13": ({**_BASE, "rec_scale": None, "res_scale": "13"}, "Single_RES (13^2)"),
@@ -112,7 +116,8 @@ class MCNConfig:
     anchors: tuple[tuple[int, int], ...] = PAPER_ANCHORS
     text_attention: bool = True  # Table 2's +TextAtt
     garan: bool = True  # Table 2's +GARAN
-    cem: str = "paper"  # Table 2's +CEM: "off", "paper" (eqs. 5-9), "code" (official code)
+    cem: str = "code"  # Table 2's +CEM: "off", "code" (the two maps coupled, official code),
+    # "paper" (eq. 9 as printed, which a uniform map maximises: notebook 06)
     postprocess: str = "asnls"  # Table 1, at test time: "none", "roi", "soft_nls", "asnls"
     rec_scale: str | None = "13"  # Table 3: the REC branch's map ("13", "52") or no REC
     res_scale: str | None = "52"  # the RES branch's map, or no RES
@@ -124,8 +129,8 @@ class MCNConfig:
 
     @classmethod
     def quick(cls, **overrides) -> MCNConfig:
-        """small_cnn at 64 px (maps 2x2, 4x4, 8x8), widths 64, ASPP rates scaled to the 8x8
-        map (6/12/18 on 52 cells are about 1/8, 1/4, 1/3 of it), anchors for 64 px shapes."""
+        """small_cnn at 80 px (maps 3x3, 5x5, 10x10), widths 64, ASPP rates 1/2/3 on the stride-8
+        map (6/12/18 on 52 cells are about 1/8, 1/4, 1/3 of it), anchors for 80 px shapes."""
         defaults = dict(backbone="small_cnn", pretrained=False, embed_dim=64, gru_dim=64,
                         proj_dim=64, aspp_dim=32, aspp_rates=(1, 2, 3), anchors=QUICK_ANCHORS)
         return cls(**{**defaults, **overrides})
@@ -254,6 +259,8 @@ class MCN(nn.Module):
     """``model(images, tokens, lengths) -> ModelOutput``: mask logits at the RES branch's
     stride (post-processed in eval mode), box (B, 4) and its score, and ``aux`` for the loss."""
 
+    MASK_LOGIT_BIASES = ("res_head.logit.bias",)  # models.common.start_at_prior
+
     def __init__(self, config: MCNConfig):
         super().__init__()
         self.config = c = config
@@ -291,7 +298,8 @@ class MCN(nn.Module):
         f_m = self.visual_1(maps[self.levels[0]]) * self.text_1(f_t)[:, :, None, None]
         fused = [f_m]
         for (w_m, w_v), level in zip(self.top_down, self.levels[1:], strict=True):
-            f_m = torch.cat([w_m(F.interpolate(f_m, scale_factor=2.0)), w_v(maps[level])], 1)
+            up = F.interpolate(f_m, size=maps[level].shape[-2:])  # x2 (nearest), to the map
+            f_m = torch.cat([w_m(up), w_v(maps[level])], 1)
             fused.append(f_m)
         if self.config.uses_bottom_up:  # F'_m1 from F_m3 through F_m2 (sec. 3.1)
             x = fused[-1]

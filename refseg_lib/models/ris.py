@@ -69,9 +69,9 @@ class RISConfig:
     init_range: float = 0.08  # official code: U(-0.08, 0.08)
     mask_bias: float = 1.0  # b of the spatial inhibition, initial value
     confidence_bias: float = 10.0  # official code
-    # h_t is average-pooled to g x g before the Linear: at 64 px and stride 4 (quick) the map is
-    # 16 x 16 and this is the paper's flatten exactly; larger inputs (the paper profile's 320 px,
-    # 40 x 40 at stride 8) are pooled, our choice so that one Linear serves every image size
+    # h_t is average-pooled to g x g before the Linear: at 80 px and stride 8 (quick, g = 10)
+    # this is the paper's flatten exactly; larger inputs (the paper profile's 320 px, 40 x 40 at
+    # stride 8) are pooled, our choice so that one Linear serves every image size
     confidence_grid: int = 16
     max_steps: int = 10  # unrolled at inference
     stop_threshold: float = 0.5  # sec. 4: stop when s_t < 0.5
@@ -86,13 +86,16 @@ class RISConfig:
 
     @classmethod
     def quick(cls, **overrides) -> RISConfig:
-        # small_cnn at 64 px: strides 4, 8, 16 give 16x16, 8x8, 4x4 maps; flatten of the 16x16
-        # state as in the paper; ShapeRef has 3-6 objects, so 8 steps cover n + 2. The mask
-        # bias starts at 3 (our choice): with the official 1.0 a 256-cell map starts at
-        # Y ~ sigmoid(1 - log 256) = 0.01 everywhere, where the sigmoid's gradient vanishes, and
-        # 300-step trials learned no mask (val foreground IoU 0.00; 3.0 and 5.5: 0.44)
-        defaults = dict(backbone="small_cnn", pretrained=False, feature_strides=(4, 8, 16),
-                        feature_dim=48, hidden_dim=32, max_steps=8, mask_bias=3.0)
+        # small_cnn at 80 px: strides 8, 16, 32 give 10x10, 5x5, 3x3 maps (ShapeRef's objects
+        # span 3-7 cells at stride 8; stride 4 costs 2.7x the time per step); flatten of the
+        # 10x10 state as in the paper; ShapeRef has 3-6 objects, so 8 steps cover n + 2. The
+        # mask bias starts at 3 (our choice): with the official 1.0 a 100-cell map starts at
+        # Y ~ sigmoid(1 - log 100) = 0.03 everywhere, where the sigmoid's gradient vanishes
+        # (with 1.0 on a 256-cell map, 300-step trials learned no mask: val foreground IoU
+        # 0.00; 3.0 and 5.5: 0.44)
+        defaults = dict(backbone="small_cnn", pretrained=False, feature_strides=(8, 16, 32),
+                        feature_dim=48, hidden_dim=32, max_steps=8, mask_bias=3.0,
+                        confidence_grid=10)
         return cls(**{**defaults, **overrides})
 
 

@@ -245,7 +245,7 @@ def _notes(runs: pd.DataFrame) -> list[str]:
     ]
 
 
-@register_report("leaderboard", leaderboard=True)
+@register_report("leaderboard")
 def leaderboard_report(records: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Every system in one harness beside the papers, by phenomenon, and RIS on its own task."""
     written: list[Path] = []

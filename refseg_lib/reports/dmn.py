@@ -36,8 +36,9 @@ DMN_TABLE_1_RUNS = {
 @register_report("dmn")
 def dmn_report(records: pd.DataFrame, out_dir: Path) -> list[Path]:
     """DMN Table 1 (ablations, testA) beside ours; the low-resolution stage, SRU vs LSTM."""
-    runs = records[(records["model"] == "dmn")
-                   | ((records["model"] == "only_vm") & (records["variant"] == "base"))]
+    runs = records[((records["model"] == "dmn")
+                    | ((records["model"] == "only_vm") & (records["variant"] == "base")))
+                   & records["style"].isin(["", "refshape"])]  # the ablations' style
     if not (runs["model"] == "dmn").any():
         return []
     written = []

@@ -29,8 +29,8 @@ from refseg_lib.reports.writing import register_report, write_model_tables
 MCN_TABLE_1_RUNS = {"cem": "w.o. post-processing", "cem+roi": "RoI Crop [10, 30]",
                     "cem+soft_nls": "Soft-NLS (ours)", "cem+asnls": "ASNLS (ours)"}
 MCN_TABLE_2_RUNS = {"base": "MCN (Base)", "text_att": "+TextAtt", "garan": "+GARAN",
-                    "cem": "+CEM", "cem+asnls": "+ASNLS", "cem_code": "+CEM (code's form)",
-                    "cem_code+asnls": "+ASNLS (code's CEM)"}
+                    "cem": "+CEM", "cem+asnls": "+ASNLS", "cem_eq9": "+CEM (eq. 9 as printed)",
+                    "cem_eq9+asnls": "+ASNLS (eq. 9 as printed)"}
 MCN_TABLE_3_RUNS = {
     "single_rec_13": "Single_REC (scale=13^2)", "single_rec_52": "Single_REC (scale=52^2)",
     "single_res_13": "Single_RES (scale=13^2)", "single_res_52": "Single_RES (scale=52^2)",
@@ -68,7 +68,7 @@ def mcn_tables(records: pd.DataFrame) -> dict[str, pd.DataFrame]:
         if name == "table3" and f"mean_iou{at}" in ours:
             ours.loc[ours.index.str.startswith("Single_REC"), f"mean_iou{at}"] = math.nan
         refs = {r: PaperRef("MCN", table, r, UNC) for r in ours.index
-                if "code" not in r}
+                if "as printed" not in r}
         tables[name] = beside_paper(ours, refs)
     versus = versus_table(runs, MCN_VERSUS_RUNS) if not mcn.empty else None
     if versus is not None:
@@ -92,9 +92,10 @@ def mcn_report(records: pd.DataFrame, out_dir: Path) -> list[Path]:
              "0.5). ShapeRef is an analogue of the benchmark, not the same test: compare "
              "orderings, not values.",
              "Quick profile: every MCN run trains 3000 steps (experiments.MCN_STEPS); '13^2' is "
-             "the stride-32 map (2x2 at 64 px), '52^2' the stride-8 one (8x8).",
+             "the stride-32 map (3x3 at 80 px), '52^2' the stride-8 one (10x10).",
              "Rows +X (roi, soft_nls, asnls) are the +CEM run evaluated with that "
-             "post-processing; the rows marked 'code' use the official code's CEM and have no "
-             "paper counterpart."]
+             "post-processing. +CEM is the official code's form (the log of the summed energy, "
+             "which couples the two maps); the rows 'eq. 9 as printed' train the paper's printed "
+             "eq. 9 and have no paper counterpart."]
     return write_model_tables(records, out_dir, "mcn", ["mcn", "cmsa", "dmn", "lstm_cnn"],
                                mcn_tables, titles, notes)

@@ -194,18 +194,12 @@ ReportBuilder = Callable[[pd.DataFrame, Path], list[Path]]
 REPORT_BUILDERS: dict[str, ReportBuilder] = {}
 
 
-_WITH_LEADERBOARD: set[str] = set()  # reports that also read notebook 09's leaderboard runs
-
-
-def register_report(name: str, *, leaderboard: bool = False
-                    ) -> Callable[[ReportBuilder], ReportBuilder]:
+def register_report(name: str) -> Callable[[ReportBuilder], ReportBuilder]:
     """Decorator: ``@register_report("dmn")`` over ``builder(records, out_dir) -> paths``.
 
     A builder receives every record (``latest_records``), selects its own, writes its tables
     and figures under ``out_dir`` and returns their paths; with no record of its models it
-    writes nothing and returns ``[]``. Notebook 09's leaderboard runs (variants with
-    ``experiments.LEADERBOARD_SUFFIX``) reach only the builders registered with
-    ``leaderboard=True``: the per-paper reports stay those of their own notebooks.
+    writes nothing and returns ``[]``.
     """
 
     def add(builder: ReportBuilder) -> ReportBuilder:
@@ -213,8 +207,6 @@ def register_report(name: str, *, leaderboard: bool = False
         if name in REPORT_BUILDERS:
             raise ValueError(f"report {name!r} is already registered")
         REPORT_BUILDERS[name] = builder
-        if leaderboard:
-            _WITH_LEADERBOARD.add(name)
         return builder
 
     return add
@@ -232,13 +224,10 @@ def build_reports(records: pd.DataFrame, out_dir: str | Path | None = None,
         raise ValueError(f"unknown report(s) {unknown}; registered: {sorted(REPORT_BUILDERS)}")
     out = _out_dir(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    from refseg_lib.experiments import LEADERBOARD_SUFFIX
-
     runs = latest_records(records)
-    own = runs[~runs["variant"].astype(str).str.contains(LEADERBOARD_SUFFIX, regex=False)]
     written: list[Path] = []
     for name in names or REPORT_BUILDERS:
-        written += REPORT_BUILDERS[name](runs if name in _WITH_LEADERBOARD else own, out)
+        written += REPORT_BUILDERS[name](runs, out)
     return [*written, write_index(written, out)]
 
 
@@ -275,13 +264,14 @@ def write_model_tables(records: pd.DataFrame, out_dir: Path, prefix: str, models
                         titles: Mapping[str, str], notes: Sequence[str], *,
                         both_styles: bool = False) -> list[Path]:
     """Write ``tables(records of models)`` as ``<prefix>_<name>_<dataset>-<profile>`` for each
-    benchmark and profile, with ``notes`` and the records' provenance; the ``refshape+`` records
-    are left out unless ``both_styles``."""
+    benchmark and profile, with ``notes`` and the records' provenance. On ShapeRef the ablations
+    are ``refshape`` runs: the other styles' records (the leaderboard's) are left out, except
+    ``refshape+`` with ``both_styles``."""
     written = []
     for (dataset, profile), group in records.groupby(["dataset", "profile"]):
         related = group[group["model"].isin(models)]
-        if not both_styles:
-            related = related[related["style"] != "refshape+"]
+        kept = ("", "refshape", "refshape+") if both_styles else ("", "refshape")
+        related = related[related["style"].isin(kept)]
         for name, table in tables(related).items():
             written += write_table(table, f"{prefix}_{name}_{dataset}-{profile}",
                                    f"{titles[name]} ({profile} profile)",
