@@ -41,6 +41,7 @@ from refseg_lib.records import atomic_write
 SHAPES_SPLITS = ("val", "testA", "testB")
 SECOND_SEED = 1
 SECOND_SEED_SUFFIX = "-seed1"
+DOUBLE_SUFFIX = "-2x"  # a run trained for twice its budget (budget_jobs)
 # Seconds per training step on one thread at the quick profile's image size (medians of
 # benchmarks/step_profile.py): only the progress bar's estimate and the order jobs start in
 # (longest first) depend on them.
@@ -108,6 +109,41 @@ class Job:
             kwargs.pop("examples", None)
             calls.append(Call.of(call.function, *arguments["args"], **kwargs))
         return dataclasses.replace(self, name=f"{self.name} seed {seed}", calls=tuple(calls))
+
+
+def doubled(job: Job) -> Job:
+    """``job``'s first call trained twice as long, recorded as ``<variant>-2x``: whether its
+    budget was long enough (``reports.budget``: the run should reach 90% of this one)."""
+    call = job.calls[0]
+    arguments = json.loads(call.arguments)
+    kwargs = arguments["kwargs"]
+    kwargs.pop("examples", None)
+    profile = kwargs.get("profile", "quick")
+    if call.function == "run_experiment":
+        kwargs["variant"] = kwargs.get("variant", "base") + DOUBLE_SUFFIX
+        steps = experiments.get_profile(profile).train.max_steps
+        kwargs["train_overrides"] = {**kwargs.get("train_overrides", {}), "max_steps": 2 * steps}
+    elif call.function == "run_dmn":
+        kwargs["suffix"] = DOUBLE_SUFFIX
+        kwargs["stage_steps"] = [2 * s for s in experiments.DMN_STAGE_STEPS[profile]]
+    elif call.function == "run_ris":
+        kwargs["suffix"] = DOUBLE_SUFFIX
+        kwargs["steps"] = 2 * experiments.RIS_STEPS[profile]
+        kwargs["curriculum_steps"] = 2 * experiments.RIS_CURRICULUM_STEPS[profile]
+    else:
+        kwargs["suffix"] = DOUBLE_SUFFIX
+        kwargs["train_overrides"] = {**kwargs.get("train_overrides", {}),
+                                     "max_steps": 2 * _budget(job.model, profile)}
+    return dataclasses.replace(job, name=f"{job.name} x2", steps=2 * job.steps // len(job.calls),
+                               calls=(Call.of(call.function, *arguments["args"], **kwargs),))
+
+
+def budget_jobs(profile: str = "quick") -> list[Job]:
+    """Each system's full model (and RIS's curriculum run) trained twice as long: the check of
+    its budget, measured once per system (``benchmarks/budget_check.py``)."""
+    names = {f"{m} {v.partition('+')[0]}" for m, v in experiments.LEADERBOARD.values()}
+    names.add("ris all-curriculum")
+    return [doubled(j) for j in plan_jobs(profile, minilm=False) if j.name in names]
 
 
 def _budget(model: str, profile: str) -> int:

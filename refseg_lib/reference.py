@@ -32,6 +32,15 @@ from refseg_lib.data.types import Sample
 from refseg_lib.metrics import PRIMARY_THRESHOLD, SegmentationMeter, mask_intersection_union
 
 REFERENCE_PREDICTORS = ("largest object", "category reader", "resolver")
+# RefCOCO's referent sizes, the target of ShapeRef's geometry: the referent's box area over the
+# image area, quantiles over the expressions of a split, from the official annotations
+# (refs(unc).p / refs(umd).p boxes, instances.json image sizes); the 10,834 expressions of
+# RefCOCO (UNC) val, its testA and testB, and G-Ref (UMD) val.
+REFCOCO_BOX_AREA = pd.DataFrame(
+    {"p10": [0.065, None, None, None], "median": [0.138, 0.154, 0.132, 0.127],
+     "p90": [0.386, None, None, None]},
+    index=pd.Index(["RefCOCO val", "RefCOCO testA", "RefCOCO testB", "G-Ref (UMD) val"],
+                   name="split"))
 STRIDES = (1, 2, 4, 8, 16, 32)
 
 

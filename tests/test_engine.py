@@ -258,6 +258,29 @@ def test_poly_schedule_reaches_its_floor(data):
     assert lrs == pytest.approx([0.01 + 0.09 * (1 - s / 8) ** 0.9 for s in range(8)])
 
 
+def test_cosine_schedule_after_a_linear_warm_up(data):
+    lrs = _lrs(data, schedule="cosine", warmup_steps=4)
+    # the quick profile: lr (s + 1) / warmup over the warm-up, times half a cosine to min_lr
+    cosine = [0.05 * (1 + math.cos(math.pi * s / 8)) for s in range(8)]
+    assert lrs == pytest.approx([c * min(1.0, (s + 1) / 4) for s, c in enumerate(cosine)])
+    with pytest.raises(ValueError, match="warmup_steps"):
+        TrainConfig(warmup_steps=-1)
+
+
+def test_mask_logits_start_at_the_foreground_prior():
+    from refseg_lib.models import build_model
+    from refseg_lib.models.common import start_at_prior
+
+    for name, extra in (("lstm_cnn", {}), ("m3att", {"words": ("<pad>", "<unk>", "a")})):
+        net = build_model(name, profile="quick", vocab_size=3, **extra)
+        assert start_at_prior(net, 0.1) == list(type(net).MASK_LOGIT_BIASES)
+        for bias in type(net).MASK_LOGIT_BIASES:
+            value = dict(net.named_parameters())[bias]
+            assert torch.allclose(value, torch.full_like(value, math.log(0.1 / 0.9)))
+    with pytest.raises(ValueError, match="prior"):
+        start_at_prior(net, 1.0)
+
+
 def test_plateau_schedule_drops_after_patience(data):
     # A model that predicts background everywhere (bias -50) keeps val IoU at 0 through 6
     # small steps, so DMN's ReduceLROnPlateau (patience 2) cuts the lr after the 4th

@@ -104,3 +104,15 @@ def test_second_seeds_go_to_the_jobs_that_wrote_a_close_claims_records(folders, 
     done = run_plan(again, n_jobs=1, progress=False)
     assert done["only_vm b seed 1"]["records"] == [
         "only_vm__b-seed1__shapes-refshape__val__quick.json"]
+
+
+def test_budget_jobs_train_each_full_model_twice_as_long():
+    jobs = {j.name: j for j in plan.budget_jobs()}
+    assert set(jobs) == {"only_vm base x2", "lstm_cnn base x2", "dmn base x2", "cmsa base x2",
+                         "mcn cem x2", "m3att lfr x2", "ris all-curriculum x2"}
+    dmn = json.loads(jobs["dmn base x2"].calls[0].arguments)["kwargs"]
+    assert dmn["stage_steps"] == [2 * s for s in experiments.DMN_STAGE_STEPS["quick"]]
+    assert dmn["suffix"] == "-2x" and len(jobs["dmn base x2"].calls) == 1
+    lstm = json.loads(jobs["lstm_cnn base x2"].calls[0].arguments)["kwargs"]
+    assert lstm["variant"] == "base-2x" and "examples" not in lstm
+    assert lstm["train_overrides"]["max_steps"] == 2 * experiments.PROFILES["quick"].train.max_steps

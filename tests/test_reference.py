@@ -75,3 +75,26 @@ def test_shaperef_referents_have_refcoco_sizes_and_stride_8_keeps_80_percent():
     p10, p50, p90 = fractions.quantile([0.1, 0.5, 0.9])
     assert 0.10 <= p50 <= 0.18 and p10 >= 0.04 and 0.30 <= p90 <= 0.45, (p10, p50, p90)
     assert stride_ceilings("val", image_size=size, num_samples=500, strides=(8,))[8] >= 0.80
+
+
+def test_the_harness_records_the_floors_and_the_ceiling(tmp_path, monkeypatch):
+    """experiments.run_reference: one record per predictor and split, scored as a model's
+    (0.5 and MCN's 0.35, boxes, tags), which every comparison table then shows."""
+    from refseg_lib.experiments import run_reference
+    from refseg_lib.records import load_run_records
+    from refseg_lib.reports.tables import REFERENCE_ROWS, versus_table
+
+    monkeypatch.setenv("REFSEG_REPORTS", str(tmp_path))
+    paths = run_reference(eval_splits=("val", "testA"), eval_samples=20)
+    assert len(paths) == 6
+    records = load_run_records()
+    assert set(records["model"]) == {"reference"}
+    resolver = records[records["variant"] == "resolver"].iloc[0]
+    assert resolver["overall_iou"] == resolver["overall_iou@0.35"] == resolver["Acc@0.5"] == 1.0
+    floors = records[(records["split"] == "val") & (records["variant"] != "resolver")]
+    assert (floors["overall_iou"] < 1).all() and (floors["n"] == 20).all()
+    assert "overall_iou[category only]" in records
+    table = versus_table(records.assign(model=records["model"].where(
+        records["variant"] != "resolver", "dmn"), variant=records["variant"].where(
+        records["variant"] != "resolver", "base")), {("dmn", "base"): "DMN"})
+    assert list(table.index) == ["DMN", *list(REFERENCE_ROWS.values())[:2]]

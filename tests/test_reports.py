@@ -418,3 +418,20 @@ def test_ris_tables_show_both_arms_per_order_in_percent_and_dic_as_a_count():
     assert splits.loc["curriculum: 2, then n + 2", ("overall_iou", "testA")] == pytest.approx(70)
     assert len(tables["plural"]) == 2  # stage 1 is no row of any table
     assert reports.ris_tables(pd.DataFrame(rows).iloc[:0]) == {}
+
+
+def test_budget_report_sets_each_budget_beside_twice_as_long(tmp_path):
+    train = {"max_steps": 1000}
+    rows = [record("lstm_cnn", "val", 0.45, variant="base", config={"train": train}),
+            record("lstm_cnn", "val", 0.48, variant="base-2x",
+                   config={"train": {"max_steps": 2000}}),
+            record("mcn", "val", 0.3, variant="cem+asnls", config={"train": train}),
+            record("mcn", "val", 0.5, variant="cem-2x+asnls", config={"train": train}),
+            record("dmn", "val", 0.5, variant="base", config={"train": train})]  # no twin
+    table = reports.budget_table(pd.DataFrame(rows))
+    assert list(table.index) == ["LSTM-CNN", "MCN"]
+    assert table.loc["LSTM-CNN", "share of x2"] == pytest.approx(0.45 / 0.48)
+    assert table.loc["LSTM-CNN", "budget justified"] and not table.loc["MCN", "budget justified"]
+    assert table.loc["LSTM-CNN", "steps x2"] == 2000
+    assert [p.name for p in reports.budget_report(pd.DataFrame(rows), tmp_path)] == [
+        "budget_shapes-quick.md", "budget_shapes-quick.csv"]

@@ -36,7 +36,8 @@ Where each thing lives:
 - one module per paper's report: ``baselines`` (Only VM, LSTM-CNN), ``dmn``, ``cmsa``, ``mcn``,
   ``m3att``, ``ris``;
 - ``comparison``: notebook 09's leaderboard (every system in one harness, by phenomenon);
-  ``claims``: the claims ledger, ``reports/CLAIMS.md``.
+  ``claims``: the claims ledger, ``reports/CLAIMS.md``; ``budget``: each system's budget
+  beside a run twice as long.
 
 Importing this package registers every report, in the order above; its public names are
 importable from ``refseg_lib.reports``.
@@ -63,6 +64,8 @@ from refseg_lib.reports.tables import (
     sort_key,
     sort_table,
     versus_table,
+    with_reference_rows,
+    REFERENCE_ROWS,
 )
 from refseg_lib.reports.writing import (
     REPORT_BUILDERS,
@@ -135,6 +138,8 @@ from refseg_lib.reports.comparison import (
     METRICS,
     MIN_TAG_SAMPLES,
     PAPER_ROWS,
+    REFERENCE_SYSTEMS,
+    SYSTEMS,
     TAGS,
     leaderboard_report,
     leaderboard_runs,
@@ -142,22 +147,24 @@ from refseg_lib.reports.comparison import (
     phenomena_figure,
     readme_section,
 )
+from refseg_lib.reports.budget import JUSTIFIED, budget_report, budget_table
 # isort: on
 
 __all__ = [
     "BASELINE_METRICS", "BASELINE_MODELS", "CLAIMS", "CMSA_TABLE_2_RUNS", "CMSA_TABLE_3_RUNS",
     "CMSA_VERSUS_RUNS", "COST", "CSV_FLOAT_FORMAT", "Claim", "DMN_METRICS", "DMN_TABLE_1_RUNS",
-    "FIGURE_DPI", "M3ATT_ABLATION_RUNS", "M3ATT_MAIN_ROW", "M3ATT_PROBES", "M3ATT_VERSUS_RUNS",
-    "MCN_TABLE_1_RUNS", "MCN_TABLE_2_RUNS", "MCN_TABLE_3_RUNS", "MCN_THRESHOLD_SUFFIX",
-    "MCN_VERSUS_RUNS", "MD_FLOAT_FORMAT", "METRICS", "MIN_TAG_SAMPLES", "MISSING",
-    "PAPER_ROWS", "PROVENANCE_KEYS", "PaperRef", "REPORT_BUILDERS", "RIS_FRACTIONS",
-    "RIS_METRICS", "RIS_RUNS", "RUN_KEYS", "ReportBuilder", "SPLIT_ORDER", "Side", "TAGS",
-    "VERDICTS", "WEAK_BELOW", "bar_plot", "baselines_report", "benchmark_label",
-    "beside_paper", "build_reports", "claims_ledger", "claims_report", "cmsa_report",
-    "cmsa_tables", "dmn_report", "drop_constant_levels", "flat_table", "heatmap", "judge",
-    "latest_records", "leaderboard_report", "leaderboard_runs", "leaderboard_tables",
-    "m3att_report", "m3att_tables", "mcn_report", "mcn_tables", "paper_metric",
-    "phenomena_figure", "provenance_notes", "ranker", "readme_section", "register_report",
-    "require_columns", "results_table", "ris_report", "ris_tables", "save_figure", "sort_key",
-    "sort_table", "versus_table", "write_index", "write_model_tables", "write_table",
+    "FIGURE_DPI", "JUSTIFIED", "M3ATT_ABLATION_RUNS", "M3ATT_MAIN_ROW", "M3ATT_PROBES",
+    "M3ATT_VERSUS_RUNS", "MCN_TABLE_1_RUNS", "MCN_TABLE_2_RUNS", "MCN_TABLE_3_RUNS",
+    "MCN_THRESHOLD_SUFFIX", "MCN_VERSUS_RUNS", "MD_FLOAT_FORMAT", "METRICS", "MIN_TAG_SAMPLES",
+    "MISSING", "PAPER_ROWS", "PROVENANCE_KEYS", "PaperRef", "REFERENCE_ROWS", "REFERENCE_SYSTEMS",
+    "REPORT_BUILDERS", "RIS_FRACTIONS", "RIS_METRICS", "RIS_RUNS", "RUN_KEYS", "ReportBuilder",
+    "SPLIT_ORDER", "SYSTEMS", "Side", "TAGS", "VERDICTS", "WEAK_BELOW", "bar_plot",
+    "baselines_report", "benchmark_label", "beside_paper", "budget_report", "budget_table",
+    "build_reports", "claims_ledger", "claims_report", "cmsa_report", "cmsa_tables", "dmn_report",
+    "drop_constant_levels", "flat_table", "heatmap", "judge", "latest_records",
+    "leaderboard_report", "leaderboard_runs", "leaderboard_tables", "m3att_report", "m3att_tables",
+    "mcn_report", "mcn_tables", "paper_metric", "phenomena_figure", "provenance_notes", "ranker",
+    "readme_section", "register_report", "require_columns", "results_table", "ris_report",
+    "ris_tables", "save_figure", "sort_key", "sort_table", "versus_table", "with_reference_rows",
+    "write_index", "write_model_tables", "write_table",
 ]

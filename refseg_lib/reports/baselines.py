@@ -72,9 +72,9 @@ def _row_dicts(table: pd.DataFrame, constant: Mapping[str, str]) -> dict[Hashabl
 @register_report("baselines")
 def baselines_report(records: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Only VM (DMN Table 1, row 1) and LSTM-CNN (Hu et al., ECCV 2016) on every benchmark run."""
-    runs = records[records["model"].isin(BASELINE_MODELS)]
-    if runs.empty:
+    if not records["model"].isin(BASELINE_MODELS).any():
         return []
+    runs = records[records["model"].isin((*BASELINE_MODELS, "reference"))]  # with the floors
     runs = runs.assign(benchmark=[benchmark_label(d, s) for d, s in
                                   zip(runs["dataset"], runs["style"], strict=True)])
     ours = results_table(runs, index=("model", "variant", "benchmark", "split", "profile"),

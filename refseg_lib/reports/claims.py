@@ -312,20 +312,20 @@ def judge(claim: Claim, runs: pd.DataFrame) -> dict[str, str]:
         return {**row, "ours": MISSING, "verdict": VERDICTS[3],
                 "why": f"no run record of {', '.join(missing)}: run its notebook with "
                        "full=True, or `python -m refseg_lib reproduce`", "records": MISSING}
-    orders = [o for o in found[0] if all(o in f for f in found)]
+    seeds = [o for o in found[0] if all(o in f for f in found)]
     ours, holds, whys = [], [], []
-    for order in orders:
+    for order in seeds:
         values = [float(f[order][claim.metric]) * _scale(claim.metric) for f in found]
         ours.append(" vs ".join(_fmt(v) for v in values)
-                    + (f" ({order})" if len(orders) > 1 else ""))
+                    + (f" ({order})" if len(seeds) > 1 else ""))
         gaps = _gaps(claim, found, order)
         ok, why = _holds(claim, min(gaps), len(gaps))
         holds.append(ok)
-        whys.append(why + (f" ({order})" if len(orders) > 1 else ""))
+        whys.append(why + (f" ({order})" if len(seeds) > 1 else ""))
     verdict = (VERDICTS[0] if all(holds) else VERDICTS[1] if not any(holds) else VERDICTS[2])
-    if len(orders) == 1 and claim.kind == "better" and _is_close(claim, found):
+    if len(seeds) == 1 and claim.kind == "better" and _is_close(claim, found):
         whys[0] += f": under {claim.margin:g} point with one seed, a second seed is due"
-    names = sorted({Path(str(f[o].get("path", ""))).name for f in found for o in orders})
+    names = sorted({Path(str(f[o].get("path", ""))).name for f in found for o in seeds})
     return {**row, "ours": "; ".join(ours), "verdict": verdict, "why": "; ".join(whys),
             "records": ", ".join(names)}
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from refseg_lib.experiments import CMSA_STEPS, DMN_STAGE_STEPS, PROFILES
 from refseg_lib.paper_numbers import (
     UNC,
     UNC_PLUS,
@@ -19,6 +20,7 @@ from refseg_lib.reports.tables import (
     latest_records,
     results_table,
     versus_table,
+    with_reference_rows,
 )
 from refseg_lib.reports.writing import register_report, write_model_tables
 
@@ -63,16 +65,17 @@ def cmsa_tables(records: pd.DataFrame) -> dict[str, pd.DataFrame]:
             ("table2", CMSA_TABLE_2_RUNS, "Table 2", ["overall_iou"]),
             ("table3", CMSA_TABLE_3_RUNS, "Table 3", list(DMN_METRICS))):
         rows = cmsa[(cmsa["split"] == "val") & cmsa["variant"].isin(mapping)
-                    & (cmsa["style"] != "refshape+")]
+                    & cmsa["style"].isin(["", "refshape"])]
         if rows.empty:
             continue
         ours = results_table(rows.assign(row=rows["variant"].map(mapping)), index=("row",),
                              columns=(), metric=metrics, order={"row": list(mapping.values())})
-        tables[name] = beside_paper(ours, {r: PaperRef("CMSA", table, r) for r in ours.index})
+        refs = {r: PaperRef("CMSA", table, r) for r in ours.index}
+        tables[name] = beside_paper(with_reference_rows(ours, runs), refs)
     versus = versus_table(runs, CMSA_VERSUS_RUNS)
     if versus is not None:
         tables["versus"] = versus
-    base = cmsa[cmsa["variant"] == "base"]
+    base = cmsa[(cmsa["variant"] == "base") & (cmsa["style"] != "refshape-g")]
     if base["style"].nunique() > 1:
         ours = results_table(base, index=("style",), metric="overall_iou")
         refs = {s: PaperRef("CMSA", "Table 1", "Ours", _CMSA_STYLE_DATASET[s])
@@ -94,9 +97,11 @@ def cmsa_report(records: pd.DataFrame, out_dir: Path) -> list[Path]:
     notes = ["Ours: ShapeRef (refshape unless the row says otherwise), percent; the paper's: UNC "
              "(RefCOCO) val unless the source says otherwise. ShapeRef is an analogue of the "
              "benchmark, not the same test: compare orderings, not values.",
-             "Quick profile: CMSA variants train 3000 steps (experiments.CMSA_STEPS), DMN 3000 + "
-             "500 in two stages, LSTM-CNN 5000.",
+             f"Quick profile: CMSA variants train {CMSA_STEPS['quick']} steps "
+             f"(experiments.CMSA_STEPS), DMN {' + '.join(map(str, DMN_STAGE_STEPS['quick']))} "
+             f"in two stages, LSTM-CNN {PROFILES['quick'].train.max_steps}. Floors and "
+             "ceiling: the untrained reference predictors on the same samples (notebook 00).",
              "One-level rows (Table 2, CMSA-W, CMSA-S) read the paper's res5 at stride 8; the "
              "quick profile reads its stride-8 level (CMSAConfig.single_level)."]
-    return write_model_tables(records, out_dir, "cmsa", ["cmsa", "dmn", "lstm_cnn"],
+    return write_model_tables(records, out_dir, "cmsa", ["cmsa", "dmn", "lstm_cnn", "reference"],
                                cmsa_tables, titles, notes, both_styles=True)

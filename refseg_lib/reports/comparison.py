@@ -1,10 +1,11 @@
 """Notebook 09: every system in one harness (the leaderboard), by phenomenon, beside the papers.
 
 No paper of the course could compare all of these systems under one protocol: each trained its
-own backbone, at its own image size, for its own schedule. The leaderboard runs of
-``experiments.run_leaderboard`` share everything but the model (ShapeRef, 64 px, small_cnn,
-batch 32, Adam, the same number of steps), so their differences are the models' own. The
-``leaderboard`` report writes, from those run records alone:
+own backbone, at its own image size, for its own schedule. The leaderboard's runs share
+everything but the model and its budget (ShapeRef at the quick profile's size, small_cnn, batch
+32, one recipe; each system for the steps of its ablation runs, which are the same runs), so
+their differences are the models' own; the untrained reference predictors stand beside them as
+floors and ceiling. The ``leaderboard`` report writes, from those run records alone:
 
 - ``leaderboard_<benchmark>-<profile>``: each system on each style and split (overall IoU, mean
   IoU, Pr@0.5/0.7/0.9), its cost (steps, parameters, training and inference time) and, as a
@@ -29,9 +30,11 @@ from refseg_lib.experiments import (
     LEADERBOARD,
     LEADERBOARD_RIS,
     LEADERBOARD_STYLES,
+    get_profile,
 )
 from refseg_lib.paper_numbers import GREF_GOOGLE, GREF_UMD, UNC, UNC_PLUS, paper_numbers
 from refseg_lib.reports.tables import (
+    REFERENCE_ROWS,
     PaperRef,
     beside_paper,
     latest_records,
@@ -71,12 +74,19 @@ PAPER_ROWS: dict[str, dict[str, tuple[str, str, str, str]]] = {
 }
 
 
+# the rows of the untrained reference predictors, below the systems (tables.REFERENCE_ROWS)
+REFERENCE_SYSTEMS = {label: key for key, label in REFERENCE_ROWS.items()}
+SYSTEMS = (*LEADERBOARD, *REFERENCE_SYSTEMS)
+
+
 def leaderboard_runs(records: pd.DataFrame) -> pd.DataFrame:
-    """The records ``LEADERBOARD`` names (newest of each run), with a ``system`` column and the
-    run's whole budget and cost: ``steps`` and ``train_s`` summed over the stages it was
-    initialised from (DMN's low-resolution stage), ``ms`` inference time per expression."""
+    """The records ``LEADERBOARD`` and ``REFERENCE_SYSTEMS`` name (newest of each run), with a
+    ``system`` column and the run's whole budget and cost: ``steps`` and ``train_s`` summed over
+    the stages it was initialised from (DMN's low-resolution stage), ``ms`` inference time per
+    expression."""
     runs = latest_records(records)
-    chosen = {(model, variant): system for system, (model, variant) in LEADERBOARD.items()}
+    chosen = {(model, variant): system for system, (model, variant) in
+              {**LEADERBOARD, **REFERENCE_SYSTEMS}.items()}
     keys = pd.Series(list(zip(runs["model"], runs["variant"], strict=True)), index=runs.index)
     picked = runs[keys.isin(list(chosen)) & (runs["dataset"] == "shapes")]
     steps, train = zip(*[_whole_budget(runs, row) for _, row in picked.iterrows()],
@@ -90,6 +100,8 @@ def leaderboard_runs(records: pd.DataFrame) -> pd.DataFrame:
 def _whole_budget(runs: pd.DataFrame, row: pd.Series) -> tuple[float, float]:
     """(steps, training seconds) of a run plus those of the stages before it: a record's
     ``config["init_from"]`` names the checkpoint ``<model>__<variant>__...`` it started from."""
+    if "train" not in (row["config"] or {}):  # an untrained reference predictor
+        return 0.0, 0.0
     steps, seconds = float(row["config"]["train"]["max_steps"]), float(row["train_time_s"])
     start = (row["config"] or {}).get("init_from")
     if start:
@@ -129,7 +141,7 @@ def leaderboard_tables(records: pd.DataFrame) -> dict[str, pd.DataFrame]:
     runs = leaderboard_runs(records)
     tables: dict[str, pd.DataFrame] = {}
     if not runs.empty:
-        order = {"system": list(LEADERBOARD), "style": list(LEADERBOARD_STYLES)}
+        order = {"system": list(SYSTEMS), "style": list(LEADERBOARD_STYLES)}
         index = ("system", "style", "split")
         ours = results_table(runs, index=index, columns=(), metric=list(METRICS), order=order)
         full = beside_paper(ours, _paper_refs(ours.index))
@@ -189,7 +201,7 @@ def _summary(runs: pd.DataFrame, order: Mapping) -> pd.DataFrame:
         table[("Pr@0.5 (%)", "refshape")] = results_table(
             base, index=("system",), columns=(), metric="Pr@0.5")["Pr@0.5"] * 100
         cost = _cost(base, ("system",), order)
-        for column in COST[1:]:
+        for column in COST:
             table[(column, "refshape")] = cost[column]
     quoted, sources = {}, {}
     for system in table.index:
@@ -228,10 +240,13 @@ def phenomena_figure(phenomena: pd.DataFrame) -> Figure:
 def _notes(runs: pd.DataFrame) -> list[str]:
     return [
         "One harness for every system: ShapeRef at the profile's image size, the small_cnn "
-        "backbone, batch 32, Adam with one decay at 80%, and the same number of steps "
-        "(experiments.LEADERBOARD_STEPS; DMN splits them 6:1 between its two stages). Each "
-        "system is its full model: DMN after its upsampling stage, CMSA with gated fusion, "
-        "MCN with GARAN and CEM and its mask after ASNLS, M3Att with IMI and LFR.",
+        "backbone, batch 32 and one recipe (experiments.PROFILES); each system trains for its "
+        "own budget (the steps column, all stages), the same runs as its notebook's ablation "
+        "table. Each system is its full model: DMN after its upsampling stage, CMSA with gated "
+        "fusion, MCN with GARAN and CEM and its mask after ASNLS, M3Att with IMI and LFR. "
+        "Floors and ceiling: the untrained reference predictors (notebook 00) on the same "
+        "samples: the biggest object, the biggest object of the named category, and the "
+        "resolver that reads the symbolic scene.",
         "Ours: percent of the val/testA/testB samples at threshold 0.5 for every system "
         "(MCN's own protocol binarises at 0.35 and reports mean IoU). Cost: steps of all "
         "stages, parameters in millions, training seconds of all stages, inference in ms per "
@@ -275,7 +290,7 @@ def leaderboard_report(records: pd.DataFrame, out_dir: Path) -> list[Path]:
         if not runs.empty:
             bars = runs[runs["split"] == "val"]
             figure = bar_plot(bars.assign(iou=bars["overall_iou"] * 100), x="system", y="iou",
-                              hue="style", order=[s for s in LEADERBOARD if s in set(
+                              hue="style", order=[s for s in SYSTEMS if s in set(
                                   bars["system"])], hue_order=[s for s in LEADERBOARD_STYLES
                                                                if s in set(bars["style"])],
                               title=f"Leaderboard, val ({profile})", ylabel="overall IoU (%)")
@@ -293,16 +308,15 @@ def readme_section(records: pd.DataFrame, reports_link: str = "reports") -> str:
     tables = leaderboard_tables(runs) if len(runs) else {}
     lines = []
     if "summary" in tables:
-        steps = leaderboard_runs(runs)["steps"].unique()
-        budget = (f"{int(steps[0])} steps" if len(steps) == 1 and pd.notna(steps[0])
-                  else "unequal step budgets (some unknown: an earlier stage has no record)")
+        size = get_profile("quick").image_size
         summary = tables["summary"].astype(object)
         summary = summary.where(summary.notna(), None)
         summary.columns = [" · ".join(p for p in c if p) for c in summary.columns]
         lines += [
-            f"**Leaderboard** (quick profile: ShapeRef at 64 px, every system trained for "
-            f"{budget} in the same harness; val; train and inference times vary between "
-            f"machines). The full table, with testA/testB, Pr@0.7/0.9 and the papers' numbers: "
+            f"**Leaderboard** (quick profile: ShapeRef at {size} px, every system in the same "
+            f"harness for its own budget, the steps column; below them the untrained floors and "
+            f"ceiling; val; train and inference times vary between machines). The full table, "
+            f"with testA/testB, Pr@0.7/0.9 and the papers' numbers: "
             f"[{reports_link}/leaderboard_shapes-quick.md]"
             f"({reports_link}/leaderboard_shapes-quick.md).", "",
             summary.reset_index().to_markdown(index=False, floatfmt=".2f", missingval="—"), ""]

@@ -8,7 +8,12 @@ from pathlib import Path
 import pandas as pd
 
 from refseg_lib.reports.baselines import benchmark_label
-from refseg_lib.reports.tables import PaperRef, beside_paper, results_table
+from refseg_lib.reports.tables import (
+    PaperRef,
+    beside_paper,
+    results_table,
+    with_reference_rows,
+)
 from refseg_lib.reports.writing import (
     bar_plot,
     provenance_notes,
@@ -49,8 +54,11 @@ def dmn_report(records: pd.DataFrame, out_dir: Path) -> list[Path]:
         table_1 = results_table(rows.assign(row=[DMN_TABLE_1_RUNS[k] for k in zip(
             rows["model"], rows["variant"], strict=True)]), index=("row", "split"), columns=(),
             metric=DMN_METRICS, order={"row": list(DMN_TABLE_1_RUNS.values())})
+        same = records[(records["dataset"] == dataset) & (records["profile"] == profile)]
+        table_1 = with_reference_rows(table_1, same, split=None, style=style)
         mapping = {(row, split): PaperRef("DMN", "Table 1", row)
-                   for row, split in table_1.index if split == "testA"}
+                   for row, split in table_1.index
+                   if split == "testA" and row in DMN_TABLE_1_RUNS.values()}
         bench = benchmark_label(dataset, style)
         md, csv = write_table(
             beside_paper(table_1, mapping), f"dmn_table1_{suffix}",
@@ -84,6 +92,7 @@ def _dmn_notes(runs: pd.DataFrame) -> list[str]:
         "Ours: overall IoU and Pr@X in percent on each split; the paper's: UNC (RefCOCO) "
         "testA, set beside our testA (ShapeRef's testA is an analogue, not the same test).",
         "DMN rows: two training stages (low resolution, then the upsampling module); Only VM "
-        "is the image-only baseline of notebook 00b, trained with the full quick budget.",
+        "is the image-only baseline of notebook 00b. Floors and ceiling: the untrained "
+        "reference predictors (notebook 00) on the same samples.",
         *provenance_notes(runs),
     ]

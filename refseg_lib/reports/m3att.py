@@ -1,5 +1,5 @@
 """Report ``m3att``: the M3Att ablation, the LFR word-recovery probe, the survey's main row, the
-second training order and the full model against the other models.
+second seeds and the full model against the other models.
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from refseg_lib.experiments import M3ATT_STEPS
 from refseg_lib.paper_numbers import (
     UNC,
 )
@@ -18,6 +19,7 @@ from refseg_lib.reports.tables import (
     latest_records,
     results_table,
     versus_table,
+    with_reference_rows,
 )
 from refseg_lib.reports.writing import register_report, write_model_tables
 
@@ -36,13 +38,13 @@ M3ATT_VERSUS_RUNS = {**MCN_VERSUS_RUNS, ("m3att", "lfr"): "M3Att"}
 
 def m3att_tables(records: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Ours in percent: ``ablation`` (val, beside the paper's ablation, which could not be read:
-    every paper cell is empty), ``probe`` (the word-recovery probes of each row, val), ``orders``
-    (val overall IoU and word recovery of the rows also trained in other data orders), ``main``
+    every paper cell is empty), ``probe`` (the word-recovery probes of each row, val), ``seeds``
+    (val overall IoU and word recovery of the rows also trained with a second seed), ``main``
     (the full model on every split beside the survey's RefCOCO row) and ``versus`` (the
     course's models on one harness). Notebook 07 shows these and the ``m3att`` report writes
     them."""
     runs = latest_records(records)
-    m3att = runs[runs["model"] == "m3att"]
+    m3att = runs[(runs["model"] == "m3att") & runs["style"].isin(["", "refshape"])]
     val = m3att[(m3att["split"] == "val") & m3att["variant"].isin(M3ATT_ABLATION_RUNS)]
     tables = {}
     if not val.empty:
@@ -51,25 +53,25 @@ def m3att_tables(records: pd.DataFrame) -> dict[str, pd.DataFrame]:
         ours = results_table(labelled, index=("row",), columns=(),
                              metric=["overall_iou", "mean_iou", "Pr@0.5", "Pr@0.7", "Pr@0.9"],
                              order=order)
-        tables["ablation"] = beside_paper(ours, {})
+        tables["ablation"] = beside_paper(with_reference_rows(ours, runs), {})
         probes = [p for p in M3ATT_PROBES if p in labelled]
         if probes:
             tables["probe"] = results_table(labelled, index=("row",), columns=(),
                                             metric=probes, order=order) * 100
-    # the same rows retrained in another data order (run_m3att(v, suffix="-order1",
-    # train_overrides={"seed": 1}): same data and initial weights, other batches and dropout)
+    # the same rows trained again with a second seed (the main job's close calls, plan.py:
+    # suffix "-seed1"; same data and initial weights, other batches and dropout)
     val_all = m3att[m3att["split"] == "val"].astype({"variant": str})
-    parts = val_all["variant"].str.extract(r"^(?P<base>.+?)(?:-order(?P<order>\d+))?$")
-    repeated = parts["base"].isin(set(parts.loc[parts["order"].notna(), "base"]))
+    parts = val_all["variant"].str.extract(r"^(?P<base>.+?)(?:-seed(?P<seed>\d+))?$")
+    repeated = parts["base"].isin(set(parts.loc[parts["seed"].notna(), "base"]))
     repeated &= parts["base"].isin(M3ATT_ABLATION_RUNS)
     if repeated.any():
         rows = val_all[repeated].assign(
             row=parts.loc[repeated, "base"].map(M3ATT_ABLATION_RUNS),
-            order="order " + parts.loc[repeated, "order"].fillna("0"))
+            seed="seed " + parts.loc[repeated, "seed"].fillna("0"))
         metrics = [m for m in ("overall_iou", "word_recovery") if m in rows]
-        tables["orders"] = results_table(rows, index=("row",), columns=("order",),
-                                         metric=metrics,
-                                         order={"row": list(M3ATT_ABLATION_RUNS.values())}) * 100
+        tables["seeds"] = results_table(rows, index=("row",), columns=("seed",),
+                                        metric=metrics,
+                                        order={"row": list(M3ATT_ABLATION_RUNS.values())}) * 100
     full = m3att[m3att["variant"] == "lfr"]
     if not full.empty:
         ours = results_table(full.assign(row="M3Att (ours: +LFR)"), index=("row",),
@@ -89,7 +91,7 @@ def m3att_report(records: pd.DataFrame, out_dir: Path) -> list[Path]:
         return []
     titles = {"ablation": "M3Att ablation (val) beside the paper's (not available here)",
               "probe": "LFR probe: words recovered from the decoder (val, %)",
-              "orders": "M3Att ablation rows in two training orders (val, %)",
+              "seeds": "M3Att ablation rows trained with two seeds (val, %)",
               "main": "M3Att full model beside its RefCOCO row (overall IoU)",
               "versus": "LSTM-CNN, DMN, CMSA+GF, MCN and M3Att on one harness "
                         "(overall IoU at 0.5, %)"}
@@ -99,12 +101,14 @@ def m3att_report(records: pd.DataFrame, out_dir: Path) -> list[Path]:
              "the model is our design from its abstract, and its only published numbers here "
              "are the main RefCOCO row quoted by the authors' survey (arXiv 2508.00265, "
              "Appendix Table 2), whose metric is uncertain.",
-             "Quick profile: every M3Att run trains 3000 steps (experiments.M3ATT_STEPS); the "
+             f"Quick profile: every M3Att run trains {M3ATT_STEPS['quick']} steps "
+             "(experiments.M3ATT_STEPS); the "
              "MiniLM row keeps the pretrained encoder fixed.",
              "Probes (models.m3att.word_recovery): closed-form linear probes fitted on 2000 "
              "training expressions; word_recovery reads each word from the decoder's output, "
              "word_recovery_input from its input, bag_recovery the expression's words from the "
              "mean output word."]
     return write_model_tables(records, out_dir, "m3att",
-                               ["m3att", "mcn", "cmsa", "dmn", "lstm_cnn"], m3att_tables, titles,
+                               ["m3att", "mcn", "cmsa", "dmn", "lstm_cnn", "reference"],
+                               m3att_tables, titles,
                                notes)

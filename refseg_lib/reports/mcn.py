@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from refseg_lib.experiments import MCN_STEPS
 from refseg_lib.paper_numbers import (
     UNC,
 )
@@ -18,6 +19,7 @@ from refseg_lib.reports.tables import (
     latest_records,
     results_table,
     versus_table,
+    with_reference_rows,
 )
 from refseg_lib.reports.writing import register_report, write_model_tables
 
@@ -49,7 +51,8 @@ def mcn_tables(records: pd.DataFrame) -> dict[str, pd.DataFrame]:
     Table 3's Single_REC rows have no RES number (their masks are their boxes filled in), as
     in the paper. Notebook 06 shows these and the ``mcn`` report writes them."""
     runs = latest_records(records)
-    mcn = runs[(runs["model"] == "mcn") & (runs["split"] == "val")]
+    mcn = runs[(runs["model"] == "mcn") & (runs["split"] == "val")
+               & runs["style"].isin(["", "refshape"])]
     at = MCN_THRESHOLD_SUFFIX
     tables = {}
     for name, mapping, table, metrics in (
@@ -69,7 +72,7 @@ def mcn_tables(records: pd.DataFrame) -> dict[str, pd.DataFrame]:
             ours.loc[ours.index.str.startswith("Single_REC"), f"mean_iou{at}"] = math.nan
         refs = {r: PaperRef("MCN", table, r, UNC) for r in ours.index
                 if "as printed" not in r}
-        tables[name] = beside_paper(ours, refs)
+        tables[name] = beside_paper(with_reference_rows(ours, runs), refs)
     versus = versus_table(runs, MCN_VERSUS_RUNS) if not mcn.empty else None
     if versus is not None:
         tables["versus"] = versus
@@ -91,11 +94,13 @@ def mcn_report(records: pd.DataFrame, out_dir: Path) -> list[Path]:
              "mean IoU with masks binarised at 0.35, MCN's protocol; REC is box Acc@0.5 (IoU > "
              "0.5). ShapeRef is an analogue of the benchmark, not the same test: compare "
              "orderings, not values.",
-             "Quick profile: every MCN run trains 3000 steps (experiments.MCN_STEPS); '13^2' is "
-             "the stride-32 map (3x3 at 80 px), '52^2' the stride-8 one (10x10).",
+             f"Quick profile: every MCN run trains {MCN_STEPS['quick']} steps "
+             "(experiments.MCN_STEPS); '13^2' is the stride-32 map (3x3 at 80 px), '52^2' the "
+             "stride-8 one (10x10).",
              "Rows +X (roi, soft_nls, asnls) are the +CEM run evaluated with that "
              "post-processing. +CEM is the official code's form (the log of the summed energy, "
              "which couples the two maps); the rows 'eq. 9 as printed' train the paper's printed "
              "eq. 9 and have no paper counterpart."]
-    return write_model_tables(records, out_dir, "mcn", ["mcn", "cmsa", "dmn", "lstm_cnn"],
-                               mcn_tables, titles, notes)
+    return write_model_tables(records, out_dir, "mcn",
+                               ["mcn", "cmsa", "dmn", "lstm_cnn", "reference"], mcn_tables,
+                               titles, notes)

@@ -1,4 +1,4 @@
-"""Report ``ris``: recurrent instance segmentation (the curriculum per training order, the splits,
+"""Report ``ris``: recurrent instance segmentation (the curriculum with each seed, the splits,
 the sentence-conditioned variant).
 """
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from refseg_lib.experiments import RIS_CURRICULUM_STEPS, RIS_STEPS
 from refseg_lib.reports.tables import latest_records, results_table
 from refseg_lib.reports.writing import register_report, write_model_tables
 
@@ -30,14 +31,14 @@ def _ris_percent(table: pd.DataFrame) -> pd.DataFrame:
 
 def ris_tables(records: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Recurrent instance segmentation on ShapeRef (percent, |DiC| in objects): ``curriculum``
-    (val, both arms in each training order), ``splits`` (the curriculum run on every split),
+    (val, both arms with each seed recorded), ``splits`` (the curriculum run on every split),
     ``plural`` (the sentence-conditioned variant beside the unconditioned run, val). Notebook
     08 shows these and the ``ris`` report writes them."""
     runs = latest_records(records)
     ris = runs[runs["model"] == "ris"].astype({"variant": str})
-    parts = ris["variant"].str.extract(r"^(?P<base>.+?)(?:-order(?P<order>\d+))?$")
+    parts = ris["variant"].str.extract(r"^(?P<base>.+?)(?:-seed(?P<seed>\d+))?$")
     ris = ris.assign(base=parts["base"], row=parts["base"].map(RIS_RUNS),
-                     order="order " + parts["order"].fillna("0"))
+                     seed="seed " + parts["seed"].fillna("0"))
     ris = ris[ris["row"].notna()]
     metrics = [m for m in RIS_METRICS if m in ris]
     order = {"row": list(RIS_RUNS.values())}
@@ -45,12 +46,12 @@ def ris_tables(records: pd.DataFrame) -> dict[str, pd.DataFrame]:
     arms = ris[(ris["split"] == "val") & ris["base"].isin(["all", "all-curriculum"])]
     if not arms.empty:
         tables["curriculum"] = _ris_percent(results_table(
-            arms, index=("row", "order"), columns=(), metric=metrics, order=order))
-    final = ris[(ris["base"] == "all-curriculum") & (ris["order"] == "order 0")]
+            arms, index=("row", "seed"), columns=(), metric=metrics, order=order))
+    final = ris[(ris["base"] == "all-curriculum") & (ris["seed"] == "seed 0")]
     if not final.empty:
         tables["splits"] = _ris_percent(results_table(final, index=("row",), columns=("split",),
                                                       metric=metrics, order=order))
-    plural = ris[(ris["split"] == "val") & (ris["order"] == "order 0")
+    plural = ris[(ris["split"] == "val") & (ris["seed"] == "seed 0")
                  & ris["base"].isin(["all-curriculum", "plural-curriculum"])]
     if (plural["variant"] == "plural-curriculum").any():
         tables["plural"] = _ris_percent(results_table(plural, index=("row",), columns=(),
@@ -75,6 +76,7 @@ def ris_report(records: pd.DataFrame, out_dir: Path) -> list[Path]:
              "overall_iou: the union of the emitted instances against the union of the objects.",
              "The paper's own tables (CVPPP leaves, Pascal VOC people) could not be read here "
              "(notebook 08): no paper column.",
-             "Quick profile: every run trains 1500 steps (experiments.RIS_STEPS); with the "
-             "curriculum, 400 of them unroll two steps per image."]
+             f"Quick profile: every run trains {RIS_STEPS['quick']} steps (experiments.RIS_STEPS); "
+             f"with the curriculum, {RIS_CURRICULUM_STEPS['quick']} of them unroll two steps per "
+             "image."]
     return write_model_tables(records, out_dir, "ris", ["ris"], ris_tables, titles, notes)

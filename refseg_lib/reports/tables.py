@@ -22,6 +22,12 @@ MD_FLOAT_FORMAT = ".2f"  # Markdown: two decimals, as the papers print percentag
 CSV_FLOAT_FORMAT = "%.4f"  # CSV: four decimals, enough to recompute differences
 FIGURE_DPI = 120
 
+# The untrained reference predictors (experiments.run_reference, ShapeRef only): every table
+# that compares runs shows them as rows beside ours, the floors below and the ceiling above.
+REFERENCE_ROWS = {("reference", "largest_object"): "floor: largest object (untrained)",
+                  ("reference", "category_reader"): "floor: category reader (untrained)",
+                  ("reference", "resolver"): "ceiling: resolver (reads the scene)"}
+
 # Our metric names (run records) -> the papers' (refseg_lib.paper_numbers), by base name.
 _PAPER_METRIC = {"overall_iou": "overall IoU", "mean_iou": "mean IoU", "IE": "IE"}
 
@@ -238,14 +244,36 @@ def beside_paper(ours: pd.DataFrame, mapping: Mapping[Hashable, PaperRef | Seque
     return table
 
 
+def with_reference_rows(ours: pd.DataFrame, runs: pd.DataFrame, *, split: str | None = "val",
+                        style: str = "refshape") -> pd.DataFrame:
+    """``ours`` (rows named by its index's first level, ``row``; a second level ``split`` when
+    ``split`` is None) with the ``REFERENCE_ROWS`` of ``runs`` (their ``style``) appended, the
+    same metrics in the same units (fractions); unchanged without reference records."""
+    keyed = pd.Series(list(zip(runs["model"], runs["variant"], strict=True)), index=runs.index)
+    chosen = runs[keyed.isin(list(REFERENCE_ROWS)) & (runs["style"] == style)]
+    if split is not None:
+        chosen = chosen[chosen["split"] == split]
+    metrics = [m for m in ours.columns if m in chosen]
+    if chosen.empty or not metrics:
+        return ours
+    labels = [REFERENCE_ROWS[k] for k in zip(chosen["model"], chosen["variant"], strict=True)]
+    index = tuple(ours.index.names)
+    floors = results_table(chosen.assign(**{index[0]: labels}), index=index, columns=(),
+                           metric=metrics, order={index[0]: list(REFERENCE_ROWS.values())})
+    return pd.concat([ours, floors])
+
+
 def versus_table(runs: pd.DataFrame, rows: Mapping[tuple[str, str], str]
                  ) -> pd.DataFrame | None:
     """Overall IoU (%) per split of the runs ``rows`` names by (model, variant), on the style
-    with location words (not ``refshape+``); None when none of them is recorded."""
+    of the ablations (``refshape``; a REFER dataset has none), with the ``REFERENCE_ROWS`` below
+    them; None when none of the runs is recorded."""
     keyed = pd.Series(list(zip(runs["model"], runs["variant"], strict=True)), index=runs.index)
-    chosen = runs[keyed.isin(list(rows)) & (runs["style"] != "refshape+")]
-    if chosen.empty:
+    located = runs["style"].isin(["", "refshape"])
+    if not (keyed.isin(list(rows)) & located).any():
         return None
+    rows = {**rows, **REFERENCE_ROWS}
+    chosen = runs[keyed.isin(list(rows)) & located]
     labels = [rows[k] for k in zip(chosen["model"], chosen["variant"], strict=True)]
     return results_table(chosen.assign(row=labels), index=("row",), metric="overall_iou",
                          order={"row": list(rows.values())}) * 100

@@ -1,0 +1,77 @@
+"""Report ``budget``: was each system's quick-profile budget long enough? Its full model beside
+the same run trained twice as long (``plan.budget_jobs``, records ``<variant>-2x``).
+
+A budget is justified when the run reaches at least ``JUSTIFIED`` (90%) of the longer run's val
+score: training longer would change the number by less than a tenth. RIS is judged on its own
+task's count accuracy, the others on overall IoU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from refseg_lib.experiments import LEADERBOARD, LEADERBOARD_RIS
+from refseg_lib.reports.claims import seeded
+from refseg_lib.reports.tables import latest_records
+from refseg_lib.reports.writing import provenance_notes, register_report, write_table
+
+JUSTIFIED = 0.9  # the run's share of the twice-as-long run's score
+DOUBLE_SUFFIX = "-2x"  # plan.DOUBLE_SUFFIX
+_JUDGED = {**{system: (model, variant, "overall_iou")
+              for system, (model, variant) in LEADERBOARD.items()},
+           "RIS (every object)": (*LEADERBOARD_RIS, "count_acc")}
+
+
+def budget_table(records: pd.DataFrame) -> pd.DataFrame:
+    """One row per system with both runs recorded (val, ShapeRef refshape): steps and score of
+    the run and of the run twice as long, the ratio and whether it justifies the budget."""
+    runs = latest_records(records)
+    runs = runs[(runs["split"] == "val") & (runs["style"] == "refshape")]
+    rows = {}
+    for system, (model, variant, metric) in _JUDGED.items():
+        pair = []
+        for name in (variant, seeded(variant, DOUBLE_SUFFIX)):
+            found = runs[(runs["model"] == model) & (runs["variant"] == name)]
+            pair.append(found.iloc[0] if len(found) else None)
+        if any(p is None or metric not in p or pd.isna(p[metric]) for p in pair):
+            continue
+        run, longer = pair
+        ratio = float(run[metric]) / float(longer[metric]) if longer[metric] else float("nan")
+        rows[system] = {"metric": metric, "steps": _steps(runs, run),
+                        "val (%)": 100 * run[metric], "steps x2": _steps(runs, longer),
+                        "val x2 (%)": 100 * longer[metric], "share of x2": ratio,
+                        "budget justified": bool(ratio >= JUSTIFIED)}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("system")
+
+
+def _steps(runs: pd.DataFrame, row: pd.Series) -> float:
+    """Training steps of a run and of the stage it started from (DMN's first stage)."""
+    steps = float(row["config"]["train"]["max_steps"])
+    start = row["config"].get("init_from")
+    if start:
+        model, variant = Path(start).name.split("__")[:2]
+        earlier = runs[(runs["model"] == model) & (runs["variant"] == variant)]
+        steps += _steps(runs, earlier.iloc[0]) if len(earlier) else float("nan")
+    return steps
+
+
+@register_report("budget")
+def budget_report(records: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """``budget_<benchmark>-<profile>``: each budget beside twice as long."""
+    written: list[Path] = []
+    for (dataset, profile), group in records.groupby(["dataset", "profile"]):
+        table = budget_table(group)
+        if table.empty:
+            continue
+        doubled = group[group["variant"].astype(str).str.contains(DOUBLE_SUFFIX, regex=False)]
+        notes = [f"Each system's full model (ShapeRef refshape, val) beside the same run trained "
+                 f"twice as long (benchmarks/budget_check.py); the budget is justified when the "
+                 f"run reaches {JUSTIFIED:.0%} of the longer run's score. Steps of all stages; "
+                 "RIS on its own task's count accuracy, the others on overall IoU.",
+                 *provenance_notes(doubled)]
+        written += write_table(table, f"budget_{dataset}-{profile}",
+                               f"Were the budgets long enough? ({profile} profile)", notes,
+                               out_dir)
+    return written
