@@ -82,8 +82,10 @@ def test_leaderboard_report_and_readme_section(leaderboard_records, tmp_path):
     again = build_reports(leaderboard_records, tmp_path / "b", names=["leaderboard"])
     assert [p.read_bytes() for p in written] == [p.read_bytes() for p in again]
     section = comparison.readme_section(leaderboard_records)
-    assert "| DMN" in section and "unequal step budgets" in section  # refshape+ lacks stage 1
+    assert "| DMN" in section and "its own budget" in section and "80 px" in section
     assert "Claims ledger" in section and "nan" not in section
+    summary = comparison.leaderboard_tables(leaderboard_records)["summary"]
+    assert summary.loc["DMN", ("steps", "refshape")] == 100  # both stages
 
 
 def test_claims_cover_five_papers_and_quote_their_figures():
@@ -246,3 +248,18 @@ def test_examples_are_predicted_under_each_evaluation_setting(tmp_path, monkeypa
     run_mcn("cem", train_overrides={"max_steps": 2}, eval_splits=("val",), eval_samples=4,
             examples=LEADERBOARD_EXAMPLES[:1], progress=False)
     assert seen[1:] == ["roi", "soft_nls", "asnls"]  # MCN's ASNLS row shows ASNLS's masks
+
+
+def test_a_verdict_other_than_reproduced_names_its_measured_cause():
+    floor = record("reference", "category_reader", overall=0.55)
+    behind = [record("dmn", "a", overall=0.4), record("dmn", "b", overall=0.5), floor]
+    row = judge(_claim(), pd.DataFrame(behind))
+    assert row["verdict"] == "not reproduced" and "below the untrained category reader" in row["why"]
+    curve = [{"step": s, "overall_iou": v} for s, v in
+             ((100, 0.2), (200, 0.3), (300, 0.4), (400, 0.5), (500, 0.6))]
+    rising = [record("dmn", "a", overall=0.6, curve=curve), record("dmn", "b", overall=0.7),
+              record("reference", "category_reader", overall=0.3)]
+    assert "still learning" in judge(_claim(), pd.DataFrame(rising))["why"]
+    flat = [record("dmn", "a", overall=0.6), record("dmn", "b", overall=0.7),
+            record("reference", "category_reader", overall=0.3)]
+    assert "none of the measured ones" in judge(_claim(), pd.DataFrame(flat))["why"]

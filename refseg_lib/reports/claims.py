@@ -325,9 +325,49 @@ def judge(claim: Claim, runs: pd.DataFrame) -> dict[str, str]:
     verdict = (VERDICTS[0] if all(holds) else VERDICTS[1] if not any(holds) else VERDICTS[2])
     if len(seeds) == 1 and claim.kind == "better" and _is_close(claim, found):
         whys[0] += f": under {claim.margin:g} point with one seed, a second seed is due"
+    if verdict != VERDICTS[0]:
+        whys.append(_cause(claim, sides, found, runs))
     names = sorted({Path(str(f[o].get("path", ""))).name for f in found for o in seeds})
     return {**row, "ours": "; ".join(ours), "verdict": verdict, "why": "; ".join(whys),
             "records": ", ".join(names)}
+
+
+RISING = 2.0  # points of val overall IoU over the last fifth of training: still learning
+
+
+def _cause(claim: Claim, sides: list[Side], found: list[dict[str, pd.Series]],
+           runs: pd.DataFrame) -> str:
+    """The measured cause of a verdict other than "reproduced", from the records: every side
+    below the untrained category reader (nothing read past the category), a side still
+    learning when its budget ended (its curve), or none of these."""
+    floor = runs[(runs["model"] == "reference") & (runs["variant"] == "category_reader")
+                 & (runs["split"] == claim.split) & (runs["style"] == sides[0].style)]
+    if claim.metric in ("overall_iou", "mean_iou") and len(floor) and all(
+            float(f["seed 0"][claim.metric]) < float(floor[claim.metric].iloc[0]) for f in found):
+        return (f"cause: every side is below the untrained category reader "
+                f"({100 * float(floor[claim.metric].iloc[0]):.2f}), so no run had learnt to "
+                "read past the category within its budget")
+    rising = []
+    for side, f in zip(sides, found, strict=True):
+        gain = _late_gain(f["seed 0"].get("curve"))
+        if gain is not None and gain >= RISING:
+            rising.append(f"{side.label} +{gain:.1f}")
+    if rising:
+        return ("cause: still learning when its budget ended (val overall IoU over the last "
+                f"fifth of training: {', '.join(rising)} points)")
+    return ("cause: none of the measured ones (every side above the category reader, no "
+            "curve still rising): the ordering itself differs on ShapeRef at this scale")
+
+
+def _late_gain(curve: object) -> float | None:
+    """Points of val overall IoU gained over the last fifth of a learning curve."""
+    if not isinstance(curve, list) or len(curve) < 5:
+        return None
+    last = curve[-1]
+    earlier = [p for p in curve if p["step"] <= 0.8 * last["step"]]
+    if not earlier or "overall_iou" not in last:
+        return None
+    return 100 * (last["overall_iou"] - earlier[-1]["overall_iou"])
 
 
 def _holds(claim: Claim, worst: float, comparisons: int) -> tuple[bool, str]:
@@ -407,6 +447,9 @@ def claims_report(records: pd.DataFrame, out_dir: Path) -> list[Path]:
         f"{WEAK_BELOW:g} point with the first seed is always measured again with a second); "
         "not testable here when a record is missing or the claim needs the paper's data or "
         "hardware. Our runs are small (ShapeRef at the quick profile's size and budget): a "
-        "verdict is about ShapeRef at that scale, not about the paper.",
+        "verdict is about ShapeRef at that scale, not about the paper. Every verdict other "
+        "than reproduced names its measured cause: every side below the untrained category "
+        f"reader, a side still learning (more than {RISING:g} points of val overall IoU over "
+        "the last fifth of its training), or none of these.",
     ]
     return list(write_table(ledger.reset_index(), "CLAIMS", "Claims ledger", notes, out_dir))
