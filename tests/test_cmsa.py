@@ -211,3 +211,29 @@ def test_dense_crf_snaps_a_blurred_probability_to_the_image_edges():
         return float((mask & truth).sum() / (mask | truth).sum())
     assert iou(refined[0] > 0) > iou(blurred > 0) + 0.05
     assert np.isfinite(refined.numpy()).all()
+
+
+def test_full_attention_by_length_groups_equals_attention_over_the_padded_positions():
+    """_attend_full cuts each group of equal-length sentences to its real words: the same
+    values and gradients at every real query as one softmax over the padded N x P keys with
+    the padded words masked (its speed-up is the padding it skips)."""
+    import torch.nn.functional as F
+
+    from refseg_lib.models import cmsa
+
+    torch.manual_seed(0)
+    batch, n, p, d = 6, 5, 12, 4
+    lengths = torch.tensor([5, 2, 3, 2, 1, 5])
+    valid = torch.arange(n)[None] < lengths[:, None]
+    q, k, v = (torch.randn(batch, n, p, d, requires_grad=True) for _ in range(3))
+    keys = valid[:, :, None].expand(batch, n, p).reshape(batch, 1, 1, n * p)
+    flat = [x.reshape(batch, 1, n * p, d) for x in (q, k, v)]
+    padded = F.scaled_dot_product_attention(*flat, attn_mask=cmsa._additive(keys, q.dtype),
+                                            scale=1.0).view(batch, n, p, d)
+    grouped = cmsa._attend_full(q, k, v, valid)
+    real = valid[:, :, None, None]
+    torch.testing.assert_close(grouped * real, padded * real)
+    assert (grouped[~valid] == 0).all()
+    for a, b in zip(torch.autograd.grad((padded * real).sum(), (q, k, v)),
+                    torch.autograd.grad((grouped * real).sum(), (q, k, v)), strict=True):
+        torch.testing.assert_close(a, b)

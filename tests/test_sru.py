@@ -242,3 +242,17 @@ def test_dropout_between_layers_only_in_training():
     torch.testing.assert_close(sru(x)[0], sru(x)[0])
     sru.train()
     assert not torch.allclose(sru(x)[0], sru(x)[0])
+
+
+def test_msru_by_length_groups_equals_the_padded_batch():
+    """MultimodalSRU runs each group of equal-length sentences cut to its words: the same R_N
+    and gradients as the padded batch run with lengths (the padded steps are skipped)."""
+    torch.manual_seed(0)
+    msru = MultimodalSRU(6, 5, num_layers=2)
+    maps = torch.randn(5, 4, 6, 3, 2, requires_grad=True)
+    lengths = torch.tensor([4, 1, 3, 1, 2])
+    grouped = msru(maps, lengths)
+    padded = msru._run(maps, lengths)
+    torch.testing.assert_close(grouped, padded)
+    torch.testing.assert_close(torch.autograd.grad(grouped.sum(), maps)[0],
+                               torch.autograd.grad(padded.sum(), maps)[0])

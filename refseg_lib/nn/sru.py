@@ -311,6 +311,18 @@ class MultimodalSRU(nn.Module):
         self.output_size = hidden_size
 
     def forward(self, maps: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        if lengths is not None and isinstance(self.rnn, SRU):
+            # each group of equal-length sequences cut to its real words: the same R_N as the
+            # padded batch (an SRU step never reads a later one), without the padded steps
+            batch, _, _, height, width = maps.shape
+            out = maps.new_zeros(batch, self.output_size, height, width)
+            for length in lengths.unique().tolist():
+                rows = torch.nonzero(lengths == length).squeeze(1)
+                out = out.index_put((rows,), self._run(maps[rows, :length], None))
+            return out
+        return self._run(maps, lengths)
+
+    def _run(self, maps: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         batch, steps, channels, height, width = maps.shape
         sequences = maps.permute(1, 0, 3, 4, 2).reshape(steps, batch * height * width, channels)
         pixel_lengths = None if lengths is None else lengths.repeat_interleave(height * width)

@@ -43,6 +43,7 @@ from refseg_lib.reports.tables import (
 )
 from refseg_lib.reports.writing import (
     bar_plot,
+    curves_plot,
     provenance_notes,
     register_report,
     save_figure,
@@ -288,6 +289,10 @@ def leaderboard_report(records: pd.DataFrame, out_dir: Path) -> list[Path]:
             written.append(save_figure(phenomena_figure(tables["phenomena"]),
                                        f"leaderboard_phenomena_{suffix}", out_dir))
         if not runs.empty:
+            curves = curves_plot(group, {key: system for system, key in LEADERBOARD.items()},
+                                 title=f"Learning curves of the full models, refshape val "
+                                       f"({profile})")
+            written.append(save_figure(curves, f"leaderboard_curves_{suffix}", out_dir))
             bars = runs[runs["split"] == "val"]
             figure = bar_plot(bars.assign(iou=bars["overall_iou"] * 100), x="system", y="iou",
                               hue="style", order=[s for s in SYSTEMS if s in set(

@@ -20,6 +20,7 @@ from refseg_lib.reports.tables import (
     FIGURE_DPI,
     MD_FLOAT_FORMAT,
     MISSING,
+    REFERENCE_ROWS,
     latest_records,
     require_columns,
     sort_key,
@@ -97,6 +98,34 @@ def bar_plot(data: pd.DataFrame, x: str, y: str, hue: str | None = None, *,
     if hue:
         ax.legend(title=hue, fontsize=8, title_fontsize=8, loc="upper left",
                   bbox_to_anchor=(1.01, 1.0))  # outside the axes: never over a bar
+    return fig
+
+
+def curves_plot(runs: pd.DataFrame, rows: Mapping[tuple[str, str], str], *, split: str = "val",
+                style: str = "refshape", metric: str = "overall_iou",
+                title: str | None = None, size: tuple[float, float] = (6.4, 3.4)) -> Figure:
+    """The learning curves (``RunRecord.curve``: the val score at points of training) of the
+    runs ``rows`` names by (model, variant), one line each, against the run's steps; the
+    reference predictors of ``runs`` (``tables.REFERENCE_ROWS``) as horizontal lines."""
+    runs = latest_records(runs)
+    runs = runs[(runs["split"] == split) & (runs["style"] == style)]
+    fig = Figure(figsize=size, layout="constrained")
+    ax = fig.add_subplot()
+    for (model, variant), label in rows.items():
+        found = runs[(runs["model"] == model) & (runs["variant"] == variant)]
+        curve = found["curve"].iloc[0] if len(found) and "curve" in found else None
+        if curve:
+            points = [(p["step"], 100 * p[metric]) for p in curve if metric in p]
+            ax.plot(*zip(*points, strict=True), marker=".", label=label)
+    for (model, variant), label in REFERENCE_ROWS.items():
+        found = runs[(runs["model"] == model) & (runs["variant"] == variant)]
+        if len(found) and metric in found and variant != "resolver":
+            ax.axhline(100 * float(found[metric].iloc[0]), color="grey", lw=1,
+                       ls=":" if "largest" in variant else "--", label=label)
+    ax.set(xlabel="training step (of this run)", ylabel=f"{split} {metric} (%)")
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 
