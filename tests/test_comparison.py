@@ -254,7 +254,8 @@ def test_a_verdict_other_than_reproduced_names_its_measured_cause():
     floor = record("reference", "category_reader", overall=0.55)
     behind = [record("dmn", "a", overall=0.4), record("dmn", "b", overall=0.5), floor]
     row = judge(_claim(), pd.DataFrame(behind))
-    assert row["verdict"] == "not reproduced" and "below the untrained category reader" in row["why"]
+    assert row["verdict"] == "not reproduced"
+    assert "below the untrained category reader" in row["why"]
     curve = [{"step": s, "overall_iou": v} for s, v in
              ((100, 0.2), (200, 0.3), (300, 0.4), (400, 0.5), (500, 0.6))]
     rising = [record("dmn", "a", overall=0.6, curve=curve), record("dmn", "b", overall=0.7),
