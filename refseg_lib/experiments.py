@@ -264,7 +264,7 @@ def foreground_share(dataset: Dataset, num_samples: int = 500) -> float:
     return float(sum(m.float().mean() for m in masks) / len(masks))
 
 
-CURVE_METRICS = ("overall_iou", "mean_iou", "Pr@0.5", "count_accuracy")
+CURVE_METRICS = ("overall_iou", "mean_iou", "Pr@0.5", "count_acc")
 
 
 def learning_curve(result: TrainResult) -> list[dict[str, float]]:

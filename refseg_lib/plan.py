@@ -42,11 +42,11 @@ SHAPES_SPLITS = ("val", "testA", "testB")
 SECOND_SEED = 1
 SECOND_SEED_SUFFIX = "-seed1"
 DOUBLE_SUFFIX = "-2x"  # a run trained for twice its budget (budget_jobs)
-# Seconds per training step on one thread at the quick profile's image size (medians of
-# benchmarks/step_profile.py): only the progress bar's estimate and the order jobs start in
-# (longest first) depend on them.
-STEP_SECONDS = {"only_vm": 0.07, "lstm_cnn": 0.09, "dmn": 0.30, "cmsa": 0.45, "mcn": 0.15,
-                "m3att": 0.20, "ris": 1.2}
+# Seconds per training step of a job on one of two busy cores at the quick profile's size,
+# evaluations included (measured from the main job's runs): only the progress bar's estimate
+# and the order jobs start in (longest first) depend on them.
+STEP_SECONDS = {"only_vm": 0.115, "lstm_cnn": 0.11, "dmn": 0.23, "cmsa": 0.33, "mcn": 0.165,
+                "m3att": 0.2, "ris": 0.4, "reference": 0.0}
 
 
 @dataclass(frozen=True)
@@ -91,8 +91,8 @@ class Job:
 
     @property
     def cost(self) -> float:
-        """Estimated seconds on one thread (training only)."""
-        return self.steps * STEP_SECONDS.get(self.model, 0.2)
+        """Estimated seconds on one of two busy cores (a reference job: 10)."""
+        return self.steps * STEP_SECONDS.get(self.model, 0.2) or 10.0
 
     def with_seed(self, seed: int = SECOND_SEED) -> Job:
         """The same job trained again with another seed for the batch order and dropout (data
