@@ -183,6 +183,7 @@ def test_run_ris_records_the_curriculum_stages_and_instance_metrics(tmp_path, mo
     assert final["config"]["task"] == "all" and final["config"]["init_from"]
     assert {"count_acc", "abs_dic", "sbd", "best_overlap", "ap@0.5"} <= set(records.columns)
     assert 0 <= final["count_acc"] <= 1
+    assert [p["step"] for p in final["curve"]] == [1, 2] and "count_acc" in final["curve"][0]
 
 
 def test_all_instances_task_on_a_refer_dataset(tmp_path):
