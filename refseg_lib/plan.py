@@ -45,8 +45,8 @@ DOUBLE_SUFFIX = "-2x"  # a run trained for twice its budget (budget_jobs)
 # Seconds per training step of a job on one of two busy cores at the quick profile's size,
 # evaluations included (measured from the main job's runs): only the progress bar's estimate
 # and the order jobs start in (longest first) depend on them.
-STEP_SECONDS = {"only_vm": 0.115, "lstm_cnn": 0.11, "dmn": 0.23, "cmsa": 0.33, "mcn": 0.165,
-                "m3att": 0.2, "ris": 0.4, "reference": 0.0}
+STEP_SECONDS = {"only_vm": 0.06, "lstm_cnn": 0.06, "dmn": 0.15, "cmsa": 0.2, "mcn": 0.1,
+                "m3att": 0.12, "ris": 0.25, "reference": 0.0}
 
 
 @dataclass(frozen=True)

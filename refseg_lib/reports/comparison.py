@@ -241,7 +241,7 @@ def phenomena_figure(phenomena: pd.DataFrame) -> Figure:
 def _notes(runs: pd.DataFrame) -> list[str]:
     return [
         "One harness for every system: ShapeRef at the profile's image size, the small_cnn "
-        "backbone, batch 32 and one recipe (experiments.PROFILES); each system trains for its "
+        "backbone, batch 16 and one recipe (experiments.PROFILES); each system trains for its "
         "own budget (the steps column, all stages), the same runs as its notebook's ablation "
         "table. Each system is its full model: DMN after its upsampling stage, CMSA with gated "
         "fusion, MCN with GARAN and CEM and its mask after ASNLS, M3Att with IMI and LFR. "
@@ -251,8 +251,9 @@ def _notes(runs: pd.DataFrame) -> list[str]:
         "Ours: percent of the val/testA/testB samples at threshold 0.5 for every system "
         "(MCN's own protocol binarises at 0.35 and reports mean IoU). Cost: steps of all "
         "stages, parameters in millions, training seconds of all stages, inference in ms per "
-        "expression at batch 32; times are those of the recording machine (its hardware is in "
-        "each record) and vary between runs; everything else is reproducible.",
+        "expression at the evaluation's batch of 32; times are those of the recording machine "
+        "(its hardware is in each record) and vary between runs; everything else is "
+        "reproducible.",
         "Paper (%): the paper's own number on the RefCOCO-family benchmark the style imitates "
         "(refshape ~ UNC, refshape+ ~ UNC+, refshape-g ~ G-Ref), with its source: another "
         "dataset, backbone and budget, so set beside ours, never compared digit by digit. MCN "
