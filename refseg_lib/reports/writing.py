@@ -105,7 +105,8 @@ def curves_plot(runs: pd.DataFrame, rows: Mapping[tuple[str, str], str], *, spli
                 style: str = "refshape", metric: str = "overall_iou",
                 title: str | None = None, size: tuple[float, float] = (6.4, 3.4)) -> Figure:
     """The learning curves (``RunRecord.curve``: the val score at points of training) of the
-    runs ``rows`` names by (model, variant), one line each, against the run's steps; the
+    runs ``rows`` names by (model, variant), one line each, against the steps of all the run's
+    stages (a run started from an earlier stage's checkpoint continues its curve); the
     reference predictors of ``runs`` (``tables.REFERENCE_ROWS``) as horizontal lines."""
     runs = latest_records(runs)
     runs = runs[(runs["split"] == split) & (runs["style"] == style)]
@@ -113,20 +114,35 @@ def curves_plot(runs: pd.DataFrame, rows: Mapping[tuple[str, str], str], *, spli
     ax = fig.add_subplot()
     for (model, variant), label in rows.items():
         found = runs[(runs["model"] == model) & (runs["variant"] == variant)]
-        curve = found["curve"].iloc[0] if len(found) and "curve" in found else None
-        if curve:
-            points = [(p["step"], 100 * p[metric]) for p in curve if metric in p]
+        points = _whole_curve(runs, found.iloc[0], metric) if len(found) else []
+        if points:
             ax.plot(*zip(*points, strict=True), marker=".", label=label)
     for (model, variant), label in REFERENCE_ROWS.items():
         found = runs[(runs["model"] == model) & (runs["variant"] == variant)]
         if len(found) and metric in found and variant != "resolver":
             ax.axhline(100 * float(found[metric].iloc[0]), color="grey", lw=1,
                        ls=":" if "largest" in variant else "--", label=label)
-    ax.set(xlabel="training step (of this run)", ylabel=f"{split} {metric} (%)")
+    ax.set(xlabel="training step (all stages)", ylabel=f"{split} {metric} (%)")
     if title:
         ax.set_title(title)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
+
+
+def _whole_curve(runs: pd.DataFrame, row: pd.Series, metric: str) -> list[tuple[float, float]]:
+    """(step, %) of a run's curve, after the curve of the stage it started from
+    (``config["init_from"]``: DMN's low-resolution stage), steps counted from the first."""
+    start = (row.get("config") or {}).get("init_from") if isinstance(row.get("config"), dict) \
+        else None
+    before: list[tuple[float, float]] = []
+    if start:
+        model, variant = Path(start).name.split("__")[:2]
+        earlier = runs[(runs["model"] == model) & (runs["variant"] == variant)]
+        if len(earlier):
+            before = _whole_curve(runs, earlier.iloc[0], metric)
+    offset = before[-1][0] if before else 0.0
+    curve = row.get("curve") if isinstance(row.get("curve"), list) else []
+    return before + [(offset + p["step"], 100 * p[metric]) for p in curve if metric in p]
 
 
 def _slant_labels(ax) -> None:
