@@ -269,11 +269,13 @@ def test_a_verdict_other_than_reproduced_names_its_measured_cause():
 def test_curves_continue_the_stage_a_run_started_from():
     low = record("dmn", "base-lowres", overall=0.3,
                  curve=[{"step": 50, "overall_iou": 0.1}, {"step": 100, "overall_iou": 0.3}])
-    high = record("dmn", "base", overall=0.4, init_from="dmn__base-lowres__shapes-refshape__quick.pt",
+    high = record("dmn", "base", overall=0.4,
+                  init_from="dmn__base-lowres__shapes-refshape__quick.pt",
                   curve=[{"step": 10, "overall_iou": 0.35}, {"step": 20, "overall_iou": 0.4}])
     floor = record("reference", "category_reader", overall=0.45)
     figure = comparison.curves_plot(pd.DataFrame([low, high, floor]), {("dmn", "base"): "DMN"})
     line = figure.axes[0].lines[0]
     assert list(line.get_xdata()) == [50, 100, 110, 120]
     assert list(line.get_ydata()) == pytest.approx([10, 30, 35, 40])
-    assert [a.get_label() for a in figure.axes[0].lines[1:]] == ["floor: category reader (untrained)"]
+    labels = [a.get_label() for a in figure.axes[0].lines[1:]]
+    assert labels == ["floor: category reader (untrained)"]
