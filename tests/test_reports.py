@@ -321,14 +321,14 @@ def test_m3att_tables_have_no_ablation_paper_column_and_the_survey_row():
             for s, v in (("val", 0.4), ("testA", 0.5))]
     rows += [record("m3att", "val", 0.3, variant="vanilla", **probes),
              record("m3att", "val", 0.3, variant="lfr-live", **probes),
-             record("m3att", "val", 0.45, variant="lfr-order1", **probes),
+             record("m3att", "val", 0.45, variant="lfr-seed1", **probes),
              record("dmn", "val", 0.5, variant="base")]
     tables = reports.m3att_tables(pd.DataFrame(rows))
-    assert set(tables) == {"ablation", "probe", "orders", "main", "versus"}
-    orders = tables["orders"]
-    assert list(orders.index) == ["+LFR (full model)"]  # the rows trained in several orders
-    assert orders.loc["+LFR (full model)", ("overall_iou", "order 1")] == pytest.approx(45.0)
-    assert orders.loc["+LFR (full model)", ("overall_iou", "order 0")] == pytest.approx(40.0)
+    assert set(tables) == {"ablation", "probe", "seeds", "main", "versus"}
+    seeds = tables["seeds"]
+    assert list(seeds.index) == ["+LFR (full model)"]  # the rows trained with a second seed
+    assert seeds.loc["+LFR (full model)", ("overall_iou", "seed 1")] == pytest.approx(45.0)
+    assert seeds.loc["+LFR (full model)", ("overall_iou", "seed 0")] == pytest.approx(40.0)
     ablation = tables["ablation"]
     assert list(ablation.index) == ["Vanilla decoder (cross-attention)", "+LFR (full model)"]
     assert ablation["paper (%)"].isna().all().all()
@@ -400,18 +400,18 @@ def test_dmn_report_sets_table_1_beside_the_paper(tmp_path):
     assert "base-lowres" in low and "lstm-lowres" in low and "no_skip" not in low
 
 
-def test_ris_tables_show_both_arms_per_order_in_percent_and_dic_as_a_count():
+def test_ris_tables_show_both_arms_per_seed_in_percent_and_dic_as_a_count():
     scores = {"count_acc": 0.5, "abs_dic": 0.75, "sbd": 0.4, "best_overlap": 0.3, "ap@0.5": 0.2}
     rows = [record("ris", "val", 0.6, variant=v, **scores)
-            for v in ("all", "all-curriculum", "all-order1", "all-curriculum-order1",
+            for v in ("all", "all-curriculum", "all-seed1", "all-curriculum-seed1",
                       "all-stage1", "plural-curriculum")]
     rows.append(record("ris", "testA", 0.7, variant="all-curriculum", **scores))
     tables = reports.ris_tables(pd.DataFrame(rows))
     assert set(tables) == {"curriculum", "splits", "plural"}
     curriculum = tables["curriculum"]
     assert list(curriculum.index) == [
-        ("n + 2 steps from the start", "order 0"), ("n + 2 steps from the start", "order 1"),
-        ("curriculum: 2, then n + 2", "order 0"), ("curriculum: 2, then n + 2", "order 1")]
+        ("n + 2 steps from the start", "seed 0"), ("n + 2 steps from the start", "seed 1"),
+        ("curriculum: 2, then n + 2", "seed 0"), ("curriculum: 2, then n + 2", "seed 1")]
     assert curriculum["count_acc"].eq(50.0).all() and curriculum["abs_dic"].eq(0.75).all()
     assert list(curriculum.columns)[:2] == ["count_acc", "abs_dic"]
     splits = tables["splits"]

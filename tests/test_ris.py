@@ -116,7 +116,8 @@ def test_model_constants_outputs_and_the_stopping_rule():
     with torch.no_grad():
         out = model(batch.images, batch.tokens, batch.lengths)
     steps = model.config.max_steps
-    assert out.instances.shape == (4, steps, 16, 16) and out.confidence.shape == (4, steps)
+    side = -(-batch.images.shape[-1] // 8)  # the quick profile's stride-8 state
+    assert out.instances.shape == (4, steps, side, side) and out.confidence.shape == (4, steps)
     # spatial inhibition: exp(logit - b) sums to one over the pixels of every step
     mass = (out.instances - model.mask_bias).exp().sum((2, 3))
     torch.testing.assert_close(mass, torch.ones_like(mass))
