@@ -14,6 +14,7 @@ import pandas as pd
 
 from refseg_lib.experiments import LEADERBOARD, LEADERBOARD_RIS
 from refseg_lib.reports.claims import seeded
+from refseg_lib.reports.comparison import whole_budget
 from refseg_lib.reports.tables import latest_records
 from refseg_lib.reports.writing import provenance_notes, register_report, write_table
 
@@ -39,22 +40,11 @@ def budget_table(records: pd.DataFrame) -> pd.DataFrame:
             continue
         run, longer = pair
         ratio = float(run[metric]) / float(longer[metric]) if longer[metric] else float("nan")
-        rows[system] = {"metric": metric, "steps": _steps(runs, run),
-                        "val (%)": 100 * run[metric], "steps x2": _steps(runs, longer),
+        rows[system] = {"metric": metric, "steps": whole_budget(runs, run)[0],
+                        "val (%)": 100 * run[metric], "steps x2": whole_budget(runs, longer)[0],
                         "val x2 (%)": 100 * longer[metric], "share of x2": ratio,
                         "budget justified": bool(ratio >= JUSTIFIED)}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("system")
-
-
-def _steps(runs: pd.DataFrame, row: pd.Series) -> float:
-    """Training steps of a run and of the stage it started from (DMN's first stage)."""
-    steps = float(row["config"]["train"]["max_steps"])
-    start = row["config"].get("init_from")
-    if start:
-        model, variant = Path(start).name.split("__")[:2]
-        earlier = runs[(runs["model"] == model) & (runs["variant"] == variant)]
-        steps += _steps(runs, earlier.iloc[0]) if len(earlier) else float("nan")
-    return steps
 
 
 @register_report("budget")

@@ -90,7 +90,7 @@ def leaderboard_runs(records: pd.DataFrame) -> pd.DataFrame:
               {**LEADERBOARD, **REFERENCE_SYSTEMS}.items()}
     keys = pd.Series(list(zip(runs["model"], runs["variant"], strict=True)), index=runs.index)
     picked = runs[keys.isin(list(chosen)) & (runs["dataset"] == "shapes")]
-    steps, train = zip(*[_whole_budget(runs, row) for _, row in picked.iterrows()],
+    steps, train = zip(*[whole_budget(runs, row) for _, row in picked.iterrows()],
                        strict=True) if len(picked) else ((), ())
     return picked.assign(
         system=[chosen[k] for k in zip(picked["model"], picked["variant"], strict=True)],
@@ -98,7 +98,7 @@ def leaderboard_runs(records: pd.DataFrame) -> pd.DataFrame:
         ms=1000.0 * picked["eval_time_s"] / picked["n"])
 
 
-def _whole_budget(runs: pd.DataFrame, row: pd.Series) -> tuple[float, float]:
+def whole_budget(runs: pd.DataFrame, row: pd.Series) -> tuple[float, float]:
     """(steps, training seconds) of a run plus those of the stages before it: a record's
     ``config["init_from"]`` names the checkpoint ``<model>__<variant>__...`` it started from."""
     if "train" not in (row["config"] or {}):  # an untrained reference predictor
@@ -112,7 +112,7 @@ def _whole_budget(runs: pd.DataFrame, row: pd.Series) -> tuple[float, float]:
                        & (runs["profile"] == row["profile"])]
         if earlier.empty:
             return math.nan, math.nan  # the earlier stage has no record: its cost is unknown
-        more = _whole_budget(runs, earlier.iloc[0])
+        more = whole_budget(runs, earlier.iloc[0])
         steps, seconds = steps + more[0], seconds + more[1]
     return steps, seconds
 
@@ -171,7 +171,7 @@ def leaderboard_tables(records: pd.DataFrame) -> dict[str, pd.DataFrame]:
     model, variant = LEADERBOARD_RIS
     ris = every[(every["model"] == model) & (every["variant"] == variant)]
     if not ris.empty:
-        steps, train = zip(*[_whole_budget(every, row) for _, row in ris.iterrows()],
+        steps, train = zip(*[whole_budget(every, row) for _, row in ris.iterrows()],
                            strict=True)
         ris = ris.assign(system="RIS (every object)", steps=list(steps), train_s=list(train),
                          ms=1000.0 * ris["eval_time_s"] / ris["images"])
