@@ -67,9 +67,16 @@ def reproduce(profile: str, selection: list[str] | None, jobs: int | None = None
 
     # each kernel on its share of the cores, as the plan's jobs
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, available_cores() // workers)))
+    failed = []
     with ThreadPoolExecutor(workers) as pool:
-        for line in pool.map(execute, notebooks):
-            print(line, flush=True)
+        for notebook, future in [(nb, pool.submit(execute, nb)) for nb in notebooks]:
+            try:
+                print(future.result(), flush=True)
+            except Exception as error:  # every notebook runs; the failures are listed at the end
+                failed.append(f"{notebook.name}: {type(error).__name__}: {str(error)[-400:]}")
+    if failed:
+        sys.exit("[reproduce] notebooks failed (their executed copies in reports/executed/ show "
+                 "the cell):\n" + "\n".join(failed))
     report()
     print(f"[reproduce] done in {time.perf_counter() - start:.0f} s", flush=True)
 
