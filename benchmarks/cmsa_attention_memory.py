@@ -53,7 +53,7 @@ class Case:
 
 
 CASES = [
-    Case("quick profile (64 px, stride 8, ~9 words, keys 16), batch 32", 32, 9, 8, 16),
+    Case("quick profile (80 px, stride 8, ~9 words, keys 16), batch 16", 16, 9, 10, 16),
     Case("160 px, stride 8, 20 words, keys 64, batch 1", 1, 20, 20, 64),
     Case("paper (320 px, stride 8, 20 words, res5 keys 512), batch 1", 1, 20, 40, 512),
 ]

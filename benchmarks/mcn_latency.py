@@ -7,7 +7,7 @@ MCN's claim (sec. 4.4, Table 4) is that one network does both tasks at about the
 same process times, at batch 1 in eval mode without gradients, MCN (Base structure, both
 branches, ASNLS), Single_REC (13^2) and Single_RES (52^2), interleaved within each repetition,
 and reports the median milliseconds per image and the ratio to MCN. Quick sizes always (small
-CNN at 64 px); the paper sizes (Darknet-53 at 416 px, untrained weights) with ``--paper``
+CNN at the quick profile's 80 px); the paper sizes (Darknet-53 at 416 px, untrained weights) with ``--paper``
 (on a CPU this takes about a minute). The script writes ``reports/mcn_latency.{md,csv}``.
 """
 
@@ -39,7 +39,7 @@ def measure(profile: str = "quick", reps: int = 30, device: str = "cpu",
             warmup: int = 3) -> pd.DataFrame:
     """Median ms per image (batch 1) of each of ``MODELS``, interleaved, and the ratio to MCN."""
     device = torch.device(device)
-    side = 64 if profile == "quick" else 416
+    side = 80 if profile == "quick" else 416  # experiments.PROFILES["quick"].image_size
     extra = {} if profile == "quick" else {"pretrained": False}
     torch.manual_seed(0)
     models = {name: build_model("mcn", profile=profile, vocab_size=100, **flags, **extra)
@@ -79,7 +79,7 @@ def main() -> None:
                     f"batch 1, eval mode, torch.inference_mode, on {args.device}; median of "
                     f"{args.reps} repetitions after 3 warm-up ones, the models interleaved "
                     "within each repetition; '/ MCN' is the ratio to MCN's time in the same run",
-                    "quick: small_cnn at 64 px; paper: Darknet-53 (untrained) at 416 px. MCN "
+                    "quick: small_cnn at 80 px; paper: Darknet-53 (untrained) at 416 px. MCN "
                     "Table 4: 56 ms with Darknet-53 on a GTX 1080Ti",
                     f"machine: {hardware['device_name']}, {hardware['cpu_count']} CPUs, "
                     f"torch {hardware['torch']}"],

@@ -332,42 +332,49 @@ def judge(claim: Claim, runs: pd.DataFrame) -> dict[str, str]:
             "records": ", ".join(names)}
 
 
-RISING = 2.0  # points of val overall IoU over the last fifth of training: still learning
+RISING = 2.0  # points of the claim's metric over the last fifth of training: still learning
 
 
 def _cause(claim: Claim, sides: list[Side], found: list[dict[str, pd.Series]],
            runs: pd.DataFrame) -> str:
     """The measured cause of a verdict other than "reproduced", from the records: every side
     below the untrained category reader (nothing read past the category), a side still
-    learning when its budget ended (its curve), or none of these."""
+    learning when its budget ended (its curve of the claim's metric where recorded, else of
+    val overall IoU), or none of these."""
     floor = runs[(runs["model"] == "reference") & (runs["variant"] == "category_reader")
                  & (runs["split"] == claim.split) & (runs["style"] == sides[0].style)]
-    if claim.metric in ("overall_iou", "mean_iou") and len(floor) and all(
-            float(f["seed 0"][claim.metric]) < float(floor[claim.metric].iloc[0]) for f in found):
+    has_floor = (len(floor) > 0 and claim.metric in floor.columns
+                 and pd.notna(floor[claim.metric].iloc[0]))
+    if has_floor and all(float(f["seed 0"][claim.metric]) < float(floor[claim.metric].iloc[0])
+                         for f in found):
         return (f"cause: every side is below the untrained category reader "
                 f"({100 * float(floor[claim.metric].iloc[0]):.2f}), so no run had learnt to "
                 "read past the category within its budget")
-    rising = []
+    rising, metric = [], "val overall IoU"
     for side, f in zip(sides, found, strict=True):
-        gain = _late_gain(f["seed 0"].get("curve"))
+        gain, metric = _late_gain(f["seed 0"].get("curve"), claim.metric)
         if gain is not None and gain >= RISING:
             rising.append(f"{side.label} +{gain:.1f}")
     if rising:
-        return ("cause: still learning when its budget ended (val overall IoU over the last "
-                f"fifth of training: {', '.join(rising)} points)")
-    return ("cause: none of the measured ones (every side above the category reader, no "
-            "curve still rising): the ordering itself differs on ShapeRef at this scale")
+        return (f"cause: still learning when its budget ended ({metric} over the last fifth of "
+                f"training: {', '.join(rising)} points)")
+    above = "some side above the category reader, " if has_floor else ""
+    return (f"cause: none of the measured ones ({above}no curve still rising): the ordering "
+            "itself differs on ShapeRef at this scale")
 
 
-def _late_gain(curve: object) -> float | None:
-    """Points of val overall IoU gained over the last fifth of a learning curve."""
+def _late_gain(curve: object, metric: str = "overall_iou") -> tuple[float | None, str]:
+    """Points of ``metric`` (val overall IoU where the curve does not record it) gained over
+    the last fifth of a learning curve, and the metric's name."""
     if not isinstance(curve, list) or len(curve) < 5:
-        return None
+        return None, "val overall IoU"
     last = curve[-1]
+    key = metric if metric in last else "overall_iou"
     earlier = [p for p in curve if p["step"] <= 0.8 * last["step"]]
-    if not earlier or "overall_iou" not in last:
-        return None
-    return 100 * (last["overall_iou"] - earlier[-1]["overall_iou"])
+    name = "val overall IoU" if key == "overall_iou" else f"val {key}"
+    if not earlier or key not in last or key not in earlier[-1]:
+        return None, name
+    return 100 * (last[key] - earlier[-1][key]), name
 
 
 def _holds(claim: Claim, worst: float, comparisons: int) -> tuple[bool, str]:
@@ -449,7 +456,7 @@ def claims_report(records: pd.DataFrame, out_dir: Path) -> list[Path]:
         "hardware. Our runs are small (ShapeRef at the quick profile's size and budget): a "
         "verdict is about ShapeRef at that scale, not about the paper. Every verdict other "
         "than reproduced names its measured cause: every side below the untrained category "
-        f"reader, a side still learning (more than {RISING:g} points of val overall IoU over "
+        f"reader, a side still learning (more than {RISING:g} points of the claim's metric over "
         "the last fifth of its training), or none of these.",
     ]
     return list(write_table(ledger.reset_index(), "CLAIMS", "Claims ledger", notes, out_dir))
