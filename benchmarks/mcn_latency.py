@@ -7,8 +7,9 @@ MCN's claim (sec. 4.4, Table 4) is that one network does both tasks at about the
 same process times, at batch 1 in eval mode without gradients, MCN (Base structure, both
 branches, ASNLS), Single_REC (13^2) and Single_RES (52^2), interleaved within each repetition,
 and reports the median milliseconds per image and the ratio to MCN. Quick sizes always (small
-CNN at the quick profile's 80 px); the paper sizes (Darknet-53 at 416 px, untrained weights) with ``--paper``
-(on a CPU this takes about a minute). The script writes ``reports/mcn_latency.{md,csv}``.
+CNN at the quick profile's 80 px); the paper sizes (Darknet-53 at 416 px, untrained weights)
+with ``--paper`` (on a CPU this takes about a minute). The script writes
+``reports/mcn_latency.{md,csv}``.
 """
 
 from __future__ import annotations
