@@ -353,7 +353,7 @@ def run_plan(jobs: Iterable[Job], *, n_jobs: int | None = None, force: bool = Fa
     n_jobs = max(1, min(n_jobs or cores, len(todo)))
     threads = max(1, cores // n_jobs)
     failures: dict[str, BaseException] = {}
-    bar = tqdm(total=round(sum(j.cost for j in todo)), disable=not progress, desc=desc,
+    bar = tqdm(total=sum(j.cost for j in todo), disable=not progress, desc=desc,
                unit="s", bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}"
                " {postfix}")
     running: dict[futures.Future, Job] = {}
@@ -380,7 +380,7 @@ def run_plan(jobs: Iterable[Job], *, n_jobs: int | None = None, force: bool = Fa
                 except Exception as error:  # noqa: BLE001 - reported with the others below
                     failures[job.name] = error
                 done += 1
-                bar.update(round(job.cost))
+                bar.update(job.cost)  # floats: rounded costs summed past the total
         else:
             context = multiprocessing.get_context("spawn")
             with futures.ProcessPoolExecutor(n_jobs, mp_context=context) as pool:
@@ -398,7 +398,7 @@ def run_plan(jobs: Iterable[Job], *, n_jobs: int | None = None, force: bool = Fa
                         except Exception as error:  # noqa: BLE001
                             failures[job.name] = error
                         done += 1
-                        bar.update(round(job.cost))
+                        bar.update(job.cost)  # floats: rounded costs summed past the total
         show()
     if failures:
         details = "; ".join(f"{name}: {type(e).__name__}: {e}" for name, e in failures.items())
