@@ -41,8 +41,8 @@ PARTS = ("data", "forward", "backward", "update")
 
 
 def variant_flags(model: str, variant: str) -> dict:
-    """The model config of a leaderboard variant (``<flags>-leaderboard[+setting]``)."""
-    name = variant.split("-leaderboard")[0]
+    """The model config of a leaderboard variant (``<flags>[+evaluation setting]``)."""
+    name = variant.split("+")[0]
     if model in ("only_vm", "lstm_cnn"):  # the baselines have no variants
         return {}
     return dict(importlib.import_module(f"refseg_lib.models.{model}").VARIANTS[name][0])
