@@ -14,7 +14,7 @@ outputs, and ``loss.backward()`` runs. The configurations:
   ConvLSTM *is* an ``nn.LSTM`` run with the pixels as the batch, which is how
   ``MultimodalSRU(cell="lstm")`` computes it: (B, T, C, h, w) -> (T, B*h*w, C). DMN's size:
   a 16x16 map (a 512 px image at stride 32), batch 1, T = 15, 1000 -> 1000, 3 layers; quick:
-  a 10x10 map (80 px at stride 8), batch 16, T = 10, 64 -> 64, 2 layers.
+  an 8x8 map, batch 32, T = 10, 64 -> 64, 2 layers.
 
 A third column times the ``sru`` package of Lei et al. (``sru.SRU``, v2.6), when it imports
 (it is no dependency of the course; run with it on ``PYTHONPATH``). On a CPU with gradients
@@ -101,7 +101,7 @@ def cases(small: bool = False, reps: int | None = None) -> list[Case]:
             Case("DMN LM", 1000, 1000, 2, 20, 1),
             Case("DMN LM", 1000, 1000, 2, 20, 32),
         ]
-    chosen.append(Case("quick SM", 64, 64, 2, 10, 16, map_size=10, reps=10))
+    chosen.append(Case("quick SM", 64, 64, 2, 10, 32, map_size=8, reps=10))
     if not small:
         chosen.append(Case("DMN SM", 1000, 1000, 3, 15, 1, map_size=16, reps=9))
     if small:
