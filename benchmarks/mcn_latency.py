@@ -21,6 +21,7 @@ import time
 import pandas as pd
 import torch
 
+from refseg_lib.experiments import get_profile
 from refseg_lib.models import build_model
 from refseg_lib.models.mcn import VARIANTS
 from refseg_lib.records import hardware_info
@@ -40,7 +41,7 @@ def measure(profile: str = "quick", reps: int = 30, device: str = "cpu",
             warmup: int = 3) -> pd.DataFrame:
     """Median ms per image (batch 1) of each of ``MODELS``, interleaved, and the ratio to MCN."""
     device = torch.device(device)
-    side = 80 if profile == "quick" else 416  # experiments.PROFILES["quick"].image_size
+    side = get_profile("quick").image_size if profile == "quick" else 416  # MCN: 416 px
     extra = {} if profile == "quick" else {"pretrained": False}
     torch.manual_seed(0)
     models = {name: build_model("mcn", profile=profile, vocab_size=100, **flags, **extra)

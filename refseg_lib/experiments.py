@@ -73,11 +73,8 @@ PROFILES = {
     # 1e-4), a linear warm-up over 100 steps (a fifth of a shorter run), then half a cosine
     # down to 0, and the mask logits' bias started at the training masks' foreground share
     # (start_at_prior).
-    # Measured on LSTM-CNN (1000 steps, val overall IoU, one run each): Adam at 1e-3 with one
-    # step decay at 80%, 27.3 (still near the all-background start after 500 steps: 7.9); this
-    # recipe without the prior, 37.3; with it, 43.2 (13.6 after 100 steps). A rate of 1e-2
-    # helps LSTM-CNN (47.2) but breaks M3Att (17.4 against 45.8) and MCN (38.9 against 43.9),
-    # so every model keeps 3e-3.
+    # Each choice is measured by benchmarks/recipe_check.py (reports/recipe.md, notebook 00b): a
+    # rate of 1e-2 helps LSTM-CNN a little but breaks M3Att, so every model keeps 3e-3.
     "quick": Profile("quick", image_size=80, train_samples=20000, eval_samples=500,
                      train=TrainConfig(max_steps=1200, batch_size=16, optimizer="adamw", lr=3e-3,
                                        weight_decay=1e-4, schedule="cosine", warmup_steps=100,
