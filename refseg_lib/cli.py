@@ -1,4 +1,5 @@
-"""Command line: ``python -m refseg_lib {train,evaluate,report,reproduce,execute-notebooks}``.
+"""Command line: ``python -m refseg_lib {train,evaluate,report,reproduce,execute-notebooks,
+setup-cells}``.
 
 - ``reproduce`` is the main job: it trains every run of ``plan.plan_jobs`` not yet recorded
   (``--jobs`` at a time, one progress bar with the time left; a second call with nothing
@@ -10,6 +11,8 @@
   a trained checkpoint; ``report`` rebuilds ``reports/`` from ``reports/runs/``.
 - ``execute-notebooks`` re-executes the committed notebooks in place with their default
   parameters, which is what nbval checks and what readers see.
+- ``setup-cells`` writes the Colab badge and the setup cell (``refseg_lib.course``) into every
+  notebook.
 """
 
 from __future__ import annotations
@@ -42,7 +45,11 @@ def reproduce(profile: str, selection: list[str] | None, jobs: int | None = None
     then rebuild every report and README's results."""
     from concurrent.futures import ThreadPoolExecutor
 
-    import papermill
+    try:
+        import papermill
+    except ImportError as error:
+        raise SystemExit("reproduce executes the notebooks with papermill, which is not "
+                         "installed: pip install 'refseg_lib[notebooks]'") from error
 
     from refseg_lib.plan import available_cores, run_main_job
 
@@ -50,6 +57,8 @@ def reproduce(profile: str, selection: list[str] | None, jobs: int | None = None
     if not selection:
         run_main_job(profile, n_jobs=jobs, force=force)
         print(f"[reproduce] runs done in {time.perf_counter() - start:.0f} s", flush=True)
+        for path in save_models(profile):
+            print(f"[reproduce] kept {path.relative_to(reports_dir())}", flush=True)
     executed = reports_dir() / "executed"
     executed.mkdir(parents=True, exist_ok=True)
     notebooks = _notebooks(selection)
@@ -79,6 +88,14 @@ def reproduce(profile: str, selection: list[str] | None, jobs: int | None = None
                  "the cell):\n" + "\n".join(failed))
     report()
     print(f"[reproduce] done in {time.perf_counter() - start:.0f} s", flush=True)
+
+
+def save_models(profile: str) -> list[Path]:
+    """Keep each system's trained full model in ``reports/models/`` (the figures' models)."""
+    from refseg_lib.demo import SHOWN_MODELS, save_trained
+
+    return [save_trained(model, variant, profile=profile)
+            for model, variant in SHOWN_MODELS.values()]
 
 
 def report() -> list[Path]:
@@ -202,6 +219,8 @@ def main(argv: list[str] | None = None) -> None:
     exe = commands.add_parser("execute-notebooks", help="execute committed notebooks in place")
     exe.add_argument("--only", nargs="*", help="notebook number prefixes, e.g. 00 02")
     exe.add_argument("--timeout", type=int, default=900, help="per-cell timeout in seconds")
+    commands.add_parser("setup-cells", help="write the Colab badge and the setup cell into "
+                        "every notebook (after changing the repository URL or the version)")
     args = parser.parse_args(argv)
     if args.command == "reproduce":
         reproduce(args.profile, args.only, args.jobs, args.force)
@@ -211,6 +230,11 @@ def main(argv: list[str] | None = None) -> None:
         train(args)
     elif args.command == "evaluate":
         evaluate_checkpoint(args)
+    elif args.command == "setup-cells":
+        from refseg_lib.course import sync_notebooks
+
+        for path in sync_notebooks():
+            print(f"updated {path.name}: execute it again (make notebooks)")
     else:
         execute_in_place(args.only, args.timeout)
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import textwrap
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from matplotlib.figure import Figure
@@ -21,8 +22,11 @@ from torch import nn
 from refseg_lib.data import Vocabulary, build_dataset
 from refseg_lib.data.text import MAX_LENGTH, pad_sequences, tokenize
 from refseg_lib.data.types import Sample
-from refseg_lib.engine import load_model_weights, predict
+from refseg_lib.engine import predict
+from refseg_lib.experiments import LEADERBOARD, LEADERBOARD_RIS
 from refseg_lib.metrics import PRIMARY_THRESHOLD
+from refseg_lib.paths import reports_dir
+from refseg_lib.records import atomic_write
 from refseg_lib.viz import overlay
 
 
@@ -33,6 +37,7 @@ class TrainedModel:
     name: str
     net: nn.Module
     vocabulary: Vocabulary
+    scores: dict[str, float] = field(default_factory=dict)  # its saved val scores, if known
 
 
 @dataclass
@@ -103,31 +108,124 @@ def show(image: torch.Tensor, result: Segmentation, *, truth: torch.Tensor | Non
     return fig
 
 
-def load_trained(model: str, variant: str, *, style: str = "refshape", profile: str = "quick",
-                 name: str | None = None) -> TrainedModel:
-    """A model trained by ``run_experiment`` (e.g. ``load_trained("dmn", "base")``)
-    from its checkpoint, vocabulary and run record; a clear error says how to train it first."""
-    from refseg_lib.experiments import checkpoint_path
-    from refseg_lib.models import build_model
-    from refseg_lib.models.registry import model_takes
-    from refseg_lib.records import load_run_records
+SAVED_MODEL_FORMAT = "refseg-trained-model-1"
+# The trained models ``make reproduce`` keeps (``reports/models/``) for the notebooks' figures
+# and the demo: each system's full model, as in the leaderboard, and RIS's curriculum run.
+SHOWN_MODELS = {**LEADERBOARD, "RIS": LEADERBOARD_RIS}
 
-    path = checkpoint_path(model, variant, "shapes", style, profile)
+
+def saved_model_path(model: str, variant: str, style: str = "refshape",
+                     profile: str = "quick") -> Path:
+    """Where ``make reproduce`` keeps a system's trained model beside its saved results."""
+    return reports_dir() / "models" / f"{model}__{_safe(variant)}__{_safe(style)}__{profile}.pt"
+
+
+def save_trained(model: str, variant: str, *, style: str = "refshape",
+                 profile: str = "quick") -> Path:
+    """Keep the trained model of a saved run in ``reports/models/``: its weights (no optimizer
+    state), vocabulary, model configuration, evaluation setting and saved val scores, in one
+    file that ``torch.load(weights_only=True)`` reads. ``variant`` is the saved run's name;
+    ``"cem+asnls"`` is checkpoint ``"cem"`` evaluated with ``postprocess="asnls"``."""
+    from refseg_lib.engine import load_checkpoint
+    from refseg_lib.experiments import checkpoint_path
+
+    trained_as = variant.split("+")[0]
+    path = checkpoint_path(model, trained_as, "shapes", style, profile)
     vocab_path = path.with_suffix(".vocab.json")
     if not path.exists() or not vocab_path.exists():
-        raise FileNotFoundError(
-            f"no trained {model} {variant!r} ({style}, {profile}) at {path}: train it first "
-            "with `python -m refseg_lib reproduce` (every model of the course; it skips those "
-            "already trained)")
-    records = load_run_records()
-    mine = records[(records["model"] == model) & (records["variant"] == variant)
-                   & (records["style"] == style) & (records["profile"] == profile)]
-    config = mine["config"].iloc[0].get("model", {}) if len(mine) else {}
-    vocabulary = Vocabulary.from_state_dict(json.loads(vocab_path.read_text()))
+        raise FileNotFoundError(_not_trained(model, variant, style, profile, path))
+    record = _saved_record(model, variant, style, profile)
+    payload = {"format": SAVED_MODEL_FORMAT, "model": model, "variant": variant, "style": style,
+               "profile": profile, "config": record["config"].get("model") or {},
+               "evaluation": record["config"].get("evaluation") or {},
+               "scores": {k: float(v) for k, v in record["metrics"].items()
+                          if k in ("overall_iou", "mean_iou", "Pr@0.5", "count_acc")},
+               "vocabulary": json.loads(vocab_path.read_text()),
+               "weights": load_checkpoint(path)["model"]}
+    target = saved_model_path(model, variant, style, profile)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(target, lambda f: torch.save(payload, f))
+
+
+def load_trained(model: str, variant: str, *, style: str = "refshape", profile: str = "quick",
+                 name: str | None = None) -> TrainedModel:
+    """A trained model of the course (e.g. ``load_trained("dmn", "base")``): the one kept in
+    ``reports/models/`` by ``make reproduce`` (fetched with the saved results), else the
+    checkpoint of a run you trained (``run_experiment``); a clear error says how to get one."""
+    from refseg_lib.engine import load_model_weights
+    from refseg_lib.experiments import checkpoint_path
+
+    saved = saved_model_path(model, variant, style, profile)
+    if saved.exists():
+        try:
+            payload = torch.load(saved, map_location="cpu", weights_only=True)
+        except Exception as error:  # truncated, corrupt, or more than tensors and plain data
+            raise ValueError(f"cannot read the saved model {saved} ({error}): delete it and run "
+                             "`python -m refseg_lib reproduce` (or fetch the saved results "
+                             "again) to get it back") from error
+        if not isinstance(payload, dict) or payload.get("format") != SAVED_MODEL_FORMAT:
+            raise ValueError(f"{saved} is not a saved model of this course")
+        vocabulary = Vocabulary.from_state_dict(payload["vocabulary"])
+        net = _build(model, profile, vocabulary, payload["config"])
+        net.load_state_dict(payload["weights"])
+        evaluation, scores = payload["evaluation"], payload["scores"]
+    else:
+        path = checkpoint_path(model, variant.split("+")[0], "shapes", style, profile)
+        vocab_path = path.with_suffix(".vocab.json")
+        if not path.exists() or not vocab_path.exists():
+            raise FileNotFoundError(_not_trained(model, variant, style, profile, saved))
+        record = _saved_record(model, variant, style, profile, required=False)
+        vocabulary = Vocabulary.from_state_dict(json.loads(vocab_path.read_text()))
+        net = _build(model, profile, vocabulary, record["config"].get("model") or {})
+        load_model_weights(net, path)
+        evaluation = record["config"].get("evaluation") or {}
+        scores = {k: float(v) for k, v in record["metrics"].items() if k == "overall_iou"}
+    for attribute, value in evaluation.items():  # e.g. MCN's postprocess="asnls"
+        setattr(net, attribute, value)
+    return TrainedModel(name or f"{model} {variant}", net.eval(), vocabulary, scores)
+
+
+def _build(model: str, profile: str, vocabulary: Vocabulary, config: Mapping) -> nn.Module:
+    from refseg_lib.models import build_model
+    from refseg_lib.models.registry import model_takes
+
     words = {"words": tuple(vocabulary.itos)} if model_takes(model, "words") else {}
-    net = build_model(model, profile=profile, vocab_size=len(vocabulary), **words, **config)
-    load_model_weights(net, path)
-    return TrainedModel(name or f"{model} {variant}", net.eval(), vocabulary)
+    return build_model(model, profile=profile, vocab_size=len(vocabulary), **words, **config)
+
+
+def _saved_record(model: str, variant: str, style: str, profile: str, *,
+                  required: bool = True) -> dict:
+    """The saved val result of the run (its configuration and metrics)."""
+    from refseg_lib.records import load_run_records
+
+    try:
+        records = load_run_records()
+    except FileNotFoundError:
+        records = None
+    if records is not None:
+        mine = records[(records["model"] == model) & (records["variant"] == variant)
+                       & (records["style"] == style) & (records["profile"] == profile)
+                       & (records["split"] == "val")]
+        if len(mine):
+            row = mine.iloc[0]
+            return {"config": row["config"],
+                    "metrics": {k: row[k] for k in ("overall_iou", "mean_iou", "Pr@0.5",
+                                                     "count_acc") if k in row and row[k] == row[k]}}
+    if required:
+        raise FileNotFoundError(f"no saved val result of {model} {variant!r} ({style}, "
+                                f"{profile}): run `python -m refseg_lib reproduce` first")
+    return {"config": {}, "metrics": {}}
+
+
+def _not_trained(model: str, variant: str, style: str, profile: str, where: Path) -> str:
+    return (f"no trained {model} {variant!r} ({style}, {profile}) at {where}: fetch the saved "
+            "results (the first cell of a notebook does) or train it with "
+            "`python -m refseg_lib reproduce` (every model of the course; it skips those "
+            "already trained)")
+
+
+def _safe(part: str) -> str:
+    return "".join(c if c.isalnum() or c in "+-_" else "_" for c in part)
 
 
 def demo_widget(models: Mapping[str, TrainedModel], *, style: str = "refshape"):

@@ -271,12 +271,18 @@ def load_run_records(runs_dir: str | Path | None = None) -> pd.DataFrame:
     ``config``, ``hardware`` and ``examples`` dicts and the ``curve`` list as they are,
     ``path``, and one column per metric under its own name (``overall_iou``, ``mean_iou``,
     ``Pr@0.5`` ...), NaN where a run lacks it.
-    No records give an empty DataFrame with the fixed columns.
+    No records give an empty DataFrame with the fixed columns; without ``runs_dir`` and
+    without a saved results folder, :class:`refseg_lib.course.MissingResults` says how to get one.
     """
     fixed = [*KEY_FIELDS, *SCALAR_FIELDS, "device_name", "config", "hardware", "examples",
              "curve", "path"]
+    folder = _runs_dir(runs_dir)
+    if runs_dir is None and not folder.is_dir():
+        from refseg_lib.course import MissingResults, missing_results_message
+
+        raise MissingResults(missing_results_message(folder))
     rows = []
-    for path in sorted(_runs_dir(runs_dir).glob("*.json")):
+    for path in sorted(folder.glob("*.json")):
         record = read_run_record(path)
         clash = set(record.metrics) & set(fixed)
         if clash:

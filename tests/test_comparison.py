@@ -228,7 +228,8 @@ def test_demo_names_unknown_words_and_refuses_empty_expressions(tmp_path, monkey
         segment(trained, sample.image, " ?! ")
     assert len(show(sample.image, result, truth=sample.mask).axes) == 4
     monkeypatch.setenv("REFSEG_CHECKPOINTS", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="train it first"):
+    monkeypatch.setenv("REFSEG_REPORTS", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="fetch the saved results .* or train it"):
         load_trained("dmn", "base")
 
 
@@ -248,6 +249,32 @@ def test_examples_are_predicted_under_each_evaluation_setting(tmp_path, monkeypa
     run_mcn("cem", train_overrides={"max_steps": 2}, eval_splits=("val",), eval_samples=4,
             examples=LEADERBOARD_EXAMPLES[:1], progress=False)
     assert seen[1:] == ["roi", "soft_nls", "asnls"]  # MCN's ASNLS row shows ASNLS's masks
+
+
+def test_a_saved_model_is_the_trained_run_and_loads_without_pickles(tmp_path, monkeypatch):
+    from refseg_lib.demo import load_trained, save_trained, saved_model_path, segment
+
+    monkeypatch.setenv("REFSEG_REPORTS", str(tmp_path / "reports"))
+    monkeypatch.setenv("REFSEG_CHECKPOINTS", str(tmp_path / "checkpoints"))
+    with pytest.raises(FileNotFoundError, match="reproduce"):
+        save_trained("mcn", "cem+asnls")
+    run_mcn("cem", train_overrides={"max_steps": 2}, eval_splits=("val",), eval_samples=4,
+            progress=False)  # also saves "cem+asnls": its val result under ASNLS
+    from_checkpoint = load_trained("mcn", "cem+asnls")  # no saved model yet: the checkpoint
+    path = save_trained("mcn", "cem+asnls")
+    assert path == saved_model_path("mcn", "cem+asnls") and path.parent.name == "models"
+    payload = torch.load(path, weights_only=True)  # plain data and tensors only
+    assert payload["evaluation"] == {"postprocess": "asnls"} and "optimizer" not in payload
+    for checkpoint in (tmp_path / "checkpoints").iterdir():
+        checkpoint.unlink()  # the saved model alone suffices
+    saved = load_trained("mcn", "cem+asnls")
+    assert saved.net.postprocess == "asnls" and 0 <= saved.scores["overall_iou"] <= 1
+    image = torch.rand(3, 80, 80)
+    assert torch.equal(segment(saved, image, "the red star").probabilities,
+                       segment(from_checkpoint, image, "the red star").probabilities)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError, match="cannot read the saved model"):
+        load_trained("mcn", "cem+asnls")
 
 
 def test_a_verdict_other_than_reproduced_names_its_measured_cause():
@@ -279,3 +306,24 @@ def test_curves_continue_the_stage_a_run_started_from():
     assert list(line.get_ydata()) == pytest.approx([10, 30, 35, 40])
     labels = [a.get_label() for a in figure.axes[0].lines[1:]]
     assert labels == ["floor: category reader (untrained)"]
+
+
+@pytest.mark.parametrize("system", ["Only VM", "LSTM-CNN", "DMN", "CMSA+GF", "MCN", "M3Att",
+                                    "RIS"])
+def test_the_saved_models_score_their_saved_results(system):
+    """The trained models the notebooks' figures show are those of the saved runs."""
+    from refseg_lib.data import Collate
+    from refseg_lib.demo import SHOWN_MODELS, load_trained, saved_model_path
+    from refseg_lib.engine import evaluate
+    from refseg_lib.experiments import get_profile, load_split
+
+    model, variant = SHOWN_MODELS[system]
+    assert saved_model_path(model, variant).exists(), "make reproduce keeps it"
+    trained = load_trained(model, variant)
+    metric = "count_acc" if model == "ris" else "overall_iou"
+    val = load_split("shapes", "val", get_profile("quick", model), num_samples=500, seed=0,
+                     task="all" if model == "ris" else None)
+    summary = evaluate(trained.net, val, Collate(trained.vocabulary, dataset="shapes"),
+                       progress=False).summary
+    assert summary[metric] == pytest.approx(trained.scores[metric], abs=0.005)
+    assert trained.scores[metric] > 0.30 or model == "only_vm"  # a model that works

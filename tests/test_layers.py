@@ -16,6 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "refseg_lib"
 # Lowest first; a module may import its own package and the layers below it.
 LAYERS = (
     ("paths", "_compat", "paper_numbers"),
+    ("course",),
     ("data", "records"),
     ("nn", "metrics", "viz"),
     ("losses", "postprocess", "reference"),
@@ -23,6 +24,7 @@ LAYERS = (
     ("engine",),
     ("experiments",),
     ("reports", "demo"),
+    ("timing",),
     ("plan",),
     ("cli",),
     ("__main__", "__init__"),
