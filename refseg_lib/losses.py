@@ -72,7 +72,7 @@ def cem_loss(energy_s: torch.Tensor, energy_c: torch.Tensor, features_s: torch.T
     E' = softmax(E) (eq. 8's alpha is the softmax's normaliser), a sum of logs computed as
     log-softmaxes, never as the log of a product. ``form="code"``: the official code's
     -log(sum_ij E'_s(i) T(i, j) E'_c(j) + eps), the log of the expected consistency, computed
-    as a log-sum-exp. The two differ; notebook 06 compares them. ``per_pair`` divides the
+    as a log-sum-exp. The two differ; notebook 06b compares them. ``per_pair`` divides the
     paper's sum by its P_s P_c terms (same minimiser, on the scale of the other losses of eq. 12;
     MCN trains with it).
     """

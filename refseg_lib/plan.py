@@ -204,7 +204,7 @@ def plan_jobs(profile: str = "quick", *, notebooks: Sequence[str] | None = None,
     runs = {"dmn": [v for v in dmn.VARIANTS if v != "no_skip"], "cmsa": list(cmsa.VARIANTS),
             "mcn": list(mcn.VARIANTS),
             "m3att": [v for v in experiments.M3ATT_VARIANTS if minilm or "minilm" not in v]}
-    notebook_of = {"dmn": "02", "cmsa": "05", "mcn": "06", "m3att": "07"}
+    notebook_of = {"dmn": "02", "cmsa": "05", "mcn": "06b", "m3att": "07"}
     for model, variants in runs.items():
         function = f"run_{model}"
         for variant in variants:

@@ -51,7 +51,7 @@ def test_the_plan_trains_every_table_row_and_every_style_of_the_full_models():
         assert any(j.name == f"reference {style}" for j in jobs)
     with_examples = {j.model for j in jobs for c in j.calls if "examples" in c.arguments}
     assert with_examples == {m for m, _ in experiments.LEADERBOARD.values()}
-    assert {j.notebook for j in jobs} == {"00", "00b", "01", "02", "05", "06", "07", "08", "09"}
+    assert {j.notebook for j in jobs} == {"00", "00b", "01", "02", "05", "06b", "07", "08", "09"}
     assert [j.name for j in plan_jobs(notebooks=["01"])] == ["lstm_cnn sru"]
 
 
@@ -61,7 +61,7 @@ def test_a_job_is_fingerprinted_by_its_calls_and_budget_and_refuses_unknown_func
     assert tiny("a").fingerprint != tiny("b").fingerprint
     with pytest.raises(ValueError, match="no run function"):
         Call.of("run_everything")
-    second = plan_jobs(notebooks=["06"])[0].with_seed()
+    second = plan_jobs(notebooks=["06b"])[0].with_seed()
     arguments = json.loads(second.calls[0].arguments)["kwargs"]
     assert arguments["suffix"] == "-seed1" and arguments["train_overrides"]["seed"] == 1
     assert second.name.endswith("seed 1")

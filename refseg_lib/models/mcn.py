@@ -38,7 +38,7 @@ Choices where the paper is silent (the official code, luogen1996/MCN, settles so
   that, as in the paper.
 - CEM: eq. 9 as printed, -sum_ij [log E'_s(i) + log E'_c(j) + log T(i, j)], separates into
   one term per map, each maximised by a uniform softmax, so it cannot couple the maps
-  (notebook 06 shows it). The full MCN uses the official code's form, the log of the summed
+  (notebook 06b shows it). The full MCN uses the official code's form, the log of the summed
   energy -log sum_ij E'_s(i) T(i, j) E'_c(j), which rewards the two maps for agreeing; eq. 9
   as printed stays a variant (``cem_eq9``, its own row), divided by its P_s P_c pairs (457,000
   at 416 px; ``cem_loss(per_pair=True)``) so that eq. 12's weight 1.0 is on the scale of the
@@ -117,7 +117,7 @@ class MCNConfig:
     text_attention: bool = True  # Table 2's +TextAtt
     garan: bool = True  # Table 2's +GARAN
     cem: str = "code"  # Table 2's +CEM: "off", "code" (the two maps coupled, official code),
-    # "paper" (eq. 9 as printed, which a uniform map maximises: notebook 06)
+    # "paper" (eq. 9 as printed, which a uniform map maximises: notebook 06b)
     postprocess: str = "asnls"  # Table 1, at test time: "none", "roi", "soft_nls", "asnls"
     rec_scale: str | None = "13"  # Table 3: the REC branch's map ("13", "52") or no REC
     res_scale: str | None = "52"  # the RES branch's map, or no RES

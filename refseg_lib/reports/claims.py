@@ -142,7 +142,7 @@ CLAIMS: tuple[Claim, ...] = (
           better=Side("refshape", "cmsa", "base", _cmsa("Table 1", "Ours")),
           worse=(Side("refshape+", "cmsa", "base", _cmsa("Table 1", "Ours", UNC_PLUS),
                       style="refshape+"),)),
-    # --- MCN (notebook 06): mean IoU and IE at MCN's threshold 0.35 --------------------------
+    # --- MCN (notebook 06b): mean IoU and IE at MCN's threshold 0.35 --------------------------
     Claim("MCN", "Table 1", "ASNLS is the best post-processing of the mask",
           metric="mean_iou@0.35", paper_metric="mean IoU",
           better=Side("ASNLS", "mcn", "cem+asnls", _mcn("Table 1", "ASNLS (ours)")),

@@ -49,7 +49,7 @@ def mcn_tables(records: pd.DataFrame) -> dict[str, pd.DataFrame]:
     ``versus``: the course's models on one harness (overall IoU at 0.5, all splits).
 
     Table 3's Single_REC rows have no RES number (their masks are their boxes filled in), as
-    in the paper. Notebook 06 shows these and the ``mcn`` report writes them."""
+    in the paper. Notebook 06b shows these and the ``mcn`` report writes them."""
     runs = latest_records(records)
     mcn = runs[(runs["model"] == "mcn") & (runs["split"] == "val")
                & runs["style"].isin(["", "refshape"])]
