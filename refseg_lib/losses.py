@@ -175,10 +175,14 @@ def ris_loss(predicted: torch.Tensor, score_logits: torch.Tensor, targets: torch
 
         loss = [ -sum_(t, j) in delta f_IoU(Y_t, G_j) + weight sum_t BCE(s_t, target_t) ] / T
 
-    ``form="paper"``: the sum printed in sec. 3.3, delta minimises -IoU alone and target_t =
-    [t <= N]; ``form="code"``: delta minimises -IoU + weight BCE(s_t, 1), target_t = 1 for a
-    matched step and 0 otherwise. Dividing by T (the official code's normalisation) keeps
-    the scale the same when the curriculum changes T. Returns (loss, [(step, instance), ...]).
+    and target_t = [t <= N] in both forms. ``form="paper"``: the sum printed in sec. 3.3,
+    delta minimises -IoU over every step. ``form="code"``: the official code's
+    ``MatchCriterion`` (https://github.com/bernard24/RIS at 8a3ba934, ``plants_learning/`` and
+    ``people_learning/``): only the first min(T, N) steps may be matched, each to an
+    instance, by the cost -IoU + weight BCE(s_t, 1) (the same for every instance of a step, so
+    -IoU decides); a step after the N-th gets BCE(s_t, 0). Dividing by T (as the official
+    ``experiment.lua`` does with its loss) keeps the scale the
+    same when the curriculum changes T. Returns (loss, [(step, instance), ...]).
     """
     from scipy.optimize import linear_sum_assignment
 
@@ -192,15 +196,13 @@ def ris_loss(predicted: torch.Tensor, score_logits: torch.Tensor, targets: torch
     bce = F.binary_cross_entropy_with_logits
     positive = bce(z, torch.ones_like(z), reduction="none")  # (T,) BCE(s_t, 1)
     cost = -iou
-    if form == "code":
-        cost = cost + weight * positive[:, None]
+    if form == "code":  # the first min(T, N) steps, in order, are the ones matched
+        cost = (cost + weight * positive[:, None])[:min(steps, count)]
     rows, cols = [], []
     if count:
         found = linear_sum_assignment(cost.detach().cpu().double().numpy())
         rows, cols = found[0].tolist(), found[1].tolist()
-    matched = torch.zeros(steps, dtype=torch.bool, device=z.device)
-    matched[rows] = True
-    labels = matched if form == "code" else torch.arange(steps, device=z.device) < count
+    labels = torch.arange(steps, device=z.device) < count
     confidence = bce(z, labels.float(), reduction="sum")
     overlap = iou[rows, cols].sum()
     return (-overlap + weight * confidence) / steps, list(zip(rows, cols, strict=True))
