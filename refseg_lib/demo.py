@@ -26,7 +26,7 @@ from refseg_lib.engine import predict
 from refseg_lib.experiments import LEADERBOARD, LEADERBOARD_RIS
 from refseg_lib.metrics import PRIMARY_THRESHOLD
 from refseg_lib.paths import reports_dir
-from refseg_lib.records import atomic_write
+from refseg_lib.records import atomic_write, safe_part
 from refseg_lib.viz import overlay
 
 
@@ -117,7 +117,8 @@ SHOWN_MODELS = {**LEADERBOARD, "RIS": LEADERBOARD_RIS}
 def saved_model_path(model: str, variant: str, style: str = "refshape",
                      profile: str = "quick") -> Path:
     """Where ``make reproduce`` keeps a system's trained model beside its saved results."""
-    return reports_dir() / "models" / f"{model}__{_safe(variant)}__{_safe(style)}__{profile}.pt"
+    name = "__".join([model, safe_part(variant), safe_part(style), profile])
+    return reports_dir() / "models" / f"{name}.pt"
 
 
 def save_trained(model: str, variant: str, *, style: str = "refshape",
@@ -222,10 +223,6 @@ def _not_trained(model: str, variant: str, style: str, profile: str, where: Path
             "results (the first cell of a notebook does) or train it with "
             "`python -m refseg_lib reproduce` (every model of the course; it skips those "
             "already trained)")
-
-
-def _safe(part: str) -> str:
-    return "".join(c if c.isalnum() or c in "+-_" else "_" for c in part)
 
 
 def demo_widget(models: Mapping[str, TrainedModel], *, style: str = "refshape"):

@@ -193,7 +193,7 @@ class RunRecord:
         """``<model>__<variant>__<dataset>-<style>__<split>__<profile>.json``."""
         data = f"{self.dataset}-{self.style}" if self.style else self.dataset
         parts = (self.model, self.variant, data, self.split, self.profile)
-        return "__".join(_safe(p) for p in parts) + ".json"
+        return "__".join(safe_part(p) for p in parts) + ".json"
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))
@@ -219,7 +219,7 @@ def unpack_mask(text: str) -> torch.Tensor:
     return torch.from_numpy(bits[: height * width].reshape(height, width).astype(bool))
 
 
-def _safe(part: str) -> str:
+def safe_part(part: str) -> str:
     """A file-name-safe version of a key part (letters, digits, ``. _ + -`` kept)."""
     return re.sub(r"[^A-Za-z0-9._+-]", "-", str(part))
 

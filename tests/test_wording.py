@@ -26,7 +26,7 @@ EVERYWHERE = [
     (r"(?<![\w.])\.\./[\w.-]|(?<![\w:/.])/(home|root|mnt|tmp|work)/",
      "a path outside the repository: cite the paper (section, equation, table) or the official "
      "repository (URL and commit)"),
-    (r"(?<![\w.-])(?!(?:%s)\.md\b)[\w-]+\.md\b" % "|".join(map(re.escape, _OWN_MARKDOWN)),
+    (r"(?<![\w.-])(?!(?:" + "|".join(map(re.escape, _OWN_MARKDOWN)) + r")\.md\b)[\w-]+\.md\b",
      "a Markdown file the repository does not have: cite the paper or the official repository"),
     (r"\b(this|our) (machine|computer)\b|\b(2|two)[- ]cores?\b|\b(our|internal) notes\b",
      "say what was measured, not where or how the repository was produced"),
