@@ -13,6 +13,13 @@ setup-cells}``.
   parameters, which is what nbval checks and what readers see.
 - ``setup-cells`` writes the Colab badge and the setup cell (``refseg_lib.course``) into every
   notebook.
+- ``data check`` prints what a REFER data root holds (datasets, split schemes, refs and
+  sentences per split, images found) and what to do about each problem.
+
+A REFER dataset is read from ``--data-root`` (or ``$REFSEG_DATA``) with ``--split-by`` (or
+``$REFSEG_SPLIT_BY``) and its images from ``--image-root`` (or ``$REFSEG_IMAGE_ROOT``);
+``train`` and ``evaluate`` check all of it before any work, and a wrong setting stops them with
+a message that names it and says what to do.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ import sys
 import time
 from pathlib import Path
 
+from refseg_lib.data import REFER_DATASETS
+from refseg_lib.data.refer_check import DataError
 from refseg_lib.paths import REPO_ROOT, notebooks_dir, reports_dir
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
@@ -132,9 +141,19 @@ def execute_in_place(selection: list[str] | None, timeout: int) -> None:
         print(f"{notebook.name}: executed in {time.perf_counter() - start:.0f} s", flush=True)
 
 
+def _check_data(args: argparse.Namespace, splits: list[str]) -> str:
+    """The data checked before any work (``experiments.check_data``, named as on the command
+    line); the benchmark's variant: the ShapeRef style or the REFER split scheme."""
+    from refseg_lib.experiments import check_data
+
+    return check_data(args.dataset, splits, style=args.style, root=args.data_root,
+                      split_by=args.split_by, image_root=args.image_root, cli=True)
+
+
 def train(args: argparse.Namespace) -> None:
     from refseg_lib.experiments import run_experiment
 
+    _check_data(args, ["train", *args.eval_splits])
     overrides = {"max_steps": args.steps} if args.steps else {}
     if args.batch_size:
         overrides["batch_size"] = args.batch_size
@@ -142,7 +161,8 @@ def train(args: argparse.Namespace) -> None:
         args.model, variant=args.variant, dataset=args.dataset, style=args.style,
         profile=args.profile, eval_splits=tuple(args.eval_splits), seed=args.seed,
         model_config=json.loads(args.model_config), train_overrides=overrides,
-        root=args.data_root, source="python -m refseg_lib train", resume=not args.restart,
+        root=args.data_root, split_by=args.split_by, image_root=args.image_root,
+        source="python -m refseg_lib train", resume=not args.restart,
         init_from=args.init_from, task=args.task)
     for split, evaluation in experiment.evaluations.items():
         shown = {k: round(v, 4) for k, v in evaluation.summary.items() if k != "n"}
@@ -157,8 +177,9 @@ def evaluate_checkpoint(args: argparse.Namespace) -> None:
     from refseg_lib.experiments import checkpoint_path, get_profile, load_split
     from refseg_lib.models import build_model
 
+    style = _check_data(args, args.eval_splits)
     path = Path(args.checkpoint) if args.checkpoint else checkpoint_path(
-        args.model, args.variant, args.dataset, args.style, args.profile)
+        args.model, args.variant, args.dataset, style, args.profile)
     vocab_file = path.with_suffix(".vocab.json")
     if not path.is_file() or not vocab_file.is_file():
         sys.exit(f"no trained checkpoint at {path} (or its vocabulary {vocab_file.name}): "
@@ -171,9 +192,34 @@ def evaluate_checkpoint(args: argparse.Namespace) -> None:
     for split in args.eval_splits:
         data = load_split(args.dataset, split, profile, style=args.style,
                           num_samples=profile.eval_samples, seed=args.seed, root=args.data_root,
-                          task=args.task)
+                          split_by=args.split_by, image_root=args.image_root, task=args.task)
         result = evaluate(model, data, Collate(vocabulary, dataset=args.dataset))
         print(f"{split}: {({k: round(v, 4) for k, v in result.summary.items()})}")
+
+
+def data_check(args: argparse.Namespace) -> None:
+    """``data check``: what the data root holds; exit status 1 when something is wrong."""
+    from refseg_lib.data.refer_check import describe_root
+
+    lines, problems = describe_root(args.data_root, args.dataset or (), args.split_by,
+                                    args.image_root, cli=True)
+    print("\n".join(lines))
+    if problems:
+        print("\nproblems, and what to do:\n" + "\n".join(f"- {p}" for p in problems))
+        sys.exit(1)
+    print("\nno problem found")
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-root", default=None,
+                        help="REFER data root (default: $REFSEG_DATA, else data/)")
+    parser.add_argument("--split-by", default=None,
+                        help="REFER split scheme, e.g. unc, google, umd, berkeley (default: "
+                        "$REFSEG_SPLIT_BY, else the dataset's usual one: umd for refcocog, "
+                        "unc for the others)")
+    parser.add_argument("--image-root", default=None,
+                        help="folder of the dataset's images (default: $REFSEG_IMAGE_ROOT, else "
+                        "<data root>/images/mscoco/images/train2014, or .../saiapr_tc-12)")
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -186,9 +232,9 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", choices=("quick", "paper"), default="quick")
     parser.add_argument("--eval-splits", nargs="+", default=["val"])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-root", default=None, help="REFER data root (default: data/)")
     parser.add_argument("--task", default=None, choices=("all", "plural"),
                         help="instance task instead of the referent (notebook 08; model ris)")
+    _add_data_arguments(parser)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -221,8 +267,24 @@ def main(argv: list[str] | None = None) -> None:
     exe.add_argument("--timeout", type=int, default=900, help="per-cell timeout in seconds")
     commands.add_parser("setup-cells", help="write the Colab badge and the setup cell into "
                         "every notebook (after changing the repository URL or the version)")
+    data = commands.add_parser("data", help="check a REFER data root")
+    checks = data.add_subparsers(dest="action", required=True)
+    check = checks.add_parser("check", help="what a data root holds and what to do about each "
+                              "problem (exit status 1 when there is one)")
+    check.add_argument("--dataset", nargs="*", choices=REFER_DATASETS,
+                       help="the datasets to check (default: those found under the root)")
+    _add_data_arguments(check)
     args = parser.parse_args(argv)
-    if args.command == "reproduce":
+    try:
+        _run(args)
+    except DataError as error:  # a wrong data setting: its message says what to do
+        sys.exit(f"error: {error}")
+
+
+def _run(args: argparse.Namespace) -> None:
+    if args.command == "data":
+        data_check(args)
+    elif args.command == "reproduce":
         reproduce(args.profile, args.only, args.jobs, args.force)
     elif args.command == "report":
         report()

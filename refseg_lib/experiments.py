@@ -138,21 +138,52 @@ def get_profile(name: str, model: str | None = None) -> Profile:
 
 def load_split(dataset: str, split: str, profile: Profile, *, style: str = "refshape",
                num_samples: int | None = None, seed: int = 0, root: str | Path | None = None,
+               split_by: str | None = None, image_root: str | Path | None = None,
                task: str | None = None):
-    """One split of ``dataset`` at the profile's image size (ShapeRef or a REFER dataset);
-    ``task`` (``data.instances.QUERIES``) turns it into an instance task (notebook 08)."""
+    """One split of ``dataset`` at the profile's image size (ShapeRef or a REFER dataset, read
+    from ``root`` / ``image_root`` with the split scheme ``split_by``); ``task``
+    (``data.instances.QUERIES``) turns it into an instance task (notebook 08)."""
     if dataset == "shapes":
         data = build_dataset("shapes", split=split, style=style, num_samples=num_samples,
                              image_size=profile.image_size, seed=seed)
     else:
-        data = build_dataset(dataset, split=split, root=root,
-                             transform=Letterbox(profile.image_size))
+        data = build_dataset(dataset, split=split, root=root, split_by=split_by,
+                             image_root=image_root, transform=Letterbox(profile.image_size))
     return data if task is None else InstanceTask(data, task, seed=seed)
 
 
+def check_data(dataset: str, splits: Sequence[str], *, style: str = "refshape",
+               root: str | Path | None = None, split_by: str | None = None,
+               image_root: str | Path | None = None, cli: bool = False) -> str:
+    """Check, before any training, that every split of ``splits`` can be read (ShapeRef: the
+    style and split names; a REFER dataset: the data root, split scheme, splits and the images
+    of the first refs of each, ``data.refer_check``); an error that says what to do
+    otherwise (``refer_check.DataError``, also a ``FileNotFoundError``). Returns the
+    benchmark's variant: the ShapeRef style, or the REFER split scheme
+    (what records and checkpoints are named by)."""
+    from refseg_lib.data.refer_check import DataError, check, locate
+
+    if dataset == "shapes":
+        from refseg_lib.data.shapes import SPLITS, STYLES
+
+        option = "--eval-splits" if cli else "eval_splits="
+        if style not in STYLES:
+            raise DataError(f"unknown ShapeRef style {style!r}; valid: {', '.join(STYLES)}")
+        unknown = [s for s in splits if s not in SPLITS]
+        if unknown:
+            raise DataError(f"ShapeRef has no split {', '.join(map(repr, unknown))}; its splits:"
+                            f" {', '.join(SPLITS)} (e.g. {option} val testA testB)")
+        return style
+
+    location = locate(dataset, root, split_by, image_root, cli=cli)
+    check(location, splits)
+    return location.split_by
+
+
 def checkpoint_path(model: str, variant: str, dataset: str, style: str, profile: str) -> Path:
-    """Where a run keeps its checkpoint (ignored by git); rerunning resumes from it."""
-    benchmark = f"{dataset}-{style}" if dataset == "shapes" else dataset
+    """Where a run keeps its checkpoint (ignored by git); rerunning resumes from it. ``style``:
+    the ShapeRef style or the REFER split scheme."""
+    benchmark = f"{dataset}-{style}" if style else dataset
     return checkpoints_dir() / f"{model}__{variant}__{benchmark}__{profile}.pt"
 
 
@@ -160,7 +191,8 @@ def run_experiment(model: str, *, variant: str = "base", dataset: str = "shapes"
                    style: str = "refshape", profile: str = "quick",
                    eval_splits: tuple[str, ...] = ("val",), model_config: dict | None = None,
                    train_overrides: dict | None = None, seed: int = 0,
-                   root: str | Path | None = None, source: str = "", resume: bool = True,
+                   root: str | Path | None = None, split_by: str | None = None,
+                   image_root: str | Path | None = None, source: str = "", resume: bool = True,
                    init_from: str | Path | None = None, write_records: bool = True,
                    progress: bool = True, eval_samples: int | None = None,
                    eval_settings: dict[str, dict] | None = None,
@@ -184,8 +216,15 @@ def run_experiment(model: str, *, variant: str = "base", dataset: str = "shapes"
     first evaluation split) records the predicted masks of those samples in that split's
     records (``RunRecord.examples``, notebook 09's qualitative grid). A model with its own
     objective defines ``training_loss(output, batch)`` (MCN's eq. 12); the others train on
-    ``losses.mask_bce``.
+    ``losses.mask_bce``. A REFER ``dataset`` is read from ``root`` and ``image_root`` with the
+    split scheme ``split_by`` (``data.refer.ReferDataset``'s defaults), the scheme naming its
+    records and checkpoint as the style does ShapeRef's; ``check_data`` runs first, so a wrong
+    root, scheme, split or image folder stops the run before its first step.
     """
+    style = check_data(dataset, ("train", *eval_splits), style=style, root=root,
+                       split_by=split_by, image_root=image_root)
+    data = dict(style=style, seed=seed, root=root, split_by=split_by, image_root=image_root,
+                task=task)
     chosen = get_profile(profile, model)
     paper = PAPER_TRAIN.get(model, {}) if profile == "paper" else {}
     config = dataclasses.replace(chosen.train, **{"seed": seed, **paper, **(train_overrides or {})})
@@ -194,11 +233,9 @@ def run_experiment(model: str, *, variant: str = "base", dataset: str = "shapes"
     if config.eval_every is None and chosen.curve_points:  # the learning curve's points
         config = dataclasses.replace(
             config, eval_every=max(1, math.ceil(config.max_steps / chosen.curve_points)))
-    train_set = load_split(dataset, "train", chosen, style=style,
-                           num_samples=chosen.train_samples, seed=seed, root=root, task=task)
-    curve_set = load_split(dataset, eval_splits[0], chosen, style=style,
-                           num_samples=chosen.curve_samples, seed=seed, root=root,
-                           task=task) if eval_splits and chosen.curve_points else None
+    train_set = load_split(dataset, "train", chosen, num_samples=chosen.train_samples, **data)
+    curve_set = load_split(dataset, eval_splits[0], chosen, num_samples=chosen.curve_samples,
+                           **data) if eval_splits and chosen.curve_points else None
     vocabulary = Vocabulary.build(train_set.sentences)
     collate = Collate(vocabulary, dataset=dataset)
     seed_everything(seed)  # the initial weights depend on the seed alone, not on earlier draws
@@ -219,9 +256,8 @@ def run_experiment(model: str, *, variant: str = "base", dataset: str = "shapes"
         return Experiment(net, vocabulary, collate, result, evaluations, records, path)
     path.with_suffix(".vocab.json").write_text(json.dumps(vocabulary.state_dict()))
     for split in eval_splits:
-        eval_set = load_split(dataset, split, chosen, style=style,
-                              num_samples=eval_samples or chosen.eval_samples, seed=seed,
-                              root=root, task=task)
+        eval_set = load_split(dataset, split, chosen,
+                              num_samples=eval_samples or chosen.eval_samples, **data)
         for key, setting in (eval_settings or {"": {}}).items():
             defaults = {name: getattr(net, name) for name in setting}
             try:
@@ -240,8 +276,8 @@ def run_experiment(model: str, *, variant: str = "base", dataset: str = "shapes"
             if not write_records:
                 continue
             record = RunRecord(
-                model=model, variant=variant + key, dataset=dataset,
-                style=style if dataset == "shapes" else "", split=split, profile=profile,
+                model=model, variant=variant + key, dataset=dataset, style=style, split=split,
+                profile=profile,
                 config={"train": config.to_dict(), "model": model_config or {},
                         "evaluation": setting, "task": task,
                         "init_from": None if init_from is None else Path(init_from).name,

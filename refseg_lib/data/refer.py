@@ -25,6 +25,7 @@ Choices, each a difference from the REFER toolkit where it has one:
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import pickle
@@ -32,7 +33,6 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -41,80 +41,37 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from torch.utils.data import Dataset
 
+from refseg_lib.data.refer_layout import (
+    COCO_IMAGES_URL,
+    IMAGE_DIRS,
+    SAIAPR_IMAGES_URL,
+    SPLIT_SCHEMES,
+    DataError,
+    check_dataset,
+    default_image_root,
+    locate,
+)
 from refseg_lib.data.types import Sample
-from refseg_lib.paths import data_root
 
-#: Split schemes (``split_by``) published for each dataset, the default one first.
-SPLIT_SCHEMES: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {
-        "refcoco": ("unc", "google"),
-        "refcoco+": ("unc",),
-        "refcocog": ("umd", "google"),
-        "refclef": ("unc", "berkeley"),
-    }
-)
-
-#: Image folder of each dataset, relative to the data root.
-IMAGE_DIRS: Mapping[str, str] = MappingProxyType(
-    {
-        "refcoco": "images/mscoco/images/train2014",
-        "refcoco+": "images/mscoco/images/train2014",
-        "refcocog": "images/mscoco/images/train2014",
-        "refclef": "images/saiapr_tc-12",
-    }
-)
-
-#: Environment variable naming the data root; ``<repository>/data`` when unset.
-
-ANNOTATIONS_URL = "http://bvisionweb1.cs.unc.edu/licheng/referit/data/{dataset}.zip"
-COCO_IMAGES_URL = "http://images.cocodataset.org/zips/train2014.zip"
-SAIAPR_IMAGES_URL = "http://bvisionweb1.cs.unc.edu/licheng/referit/data/images/saiapr_tc-12.zip"
+__all__ = ["IMAGE_DIRS", "SPLIT_SCHEMES", "ReferAnnotations", "ReferDataset", "RestrictedUnpickler",
+           "check_dataset", "default_image_root", "load_refer_annotations", "load_refs",
+           "segmentation_to_mask"]
 
 _SPLIT_ORDER = ("train", "val", "test", "testA", "testB", "testC")
 _REF_KEYS = ("ref_id", "ann_id", "image_id", "split", "sentences")
 
 
-def default_image_root(root: str | Path, dataset: str) -> Path:
-    """Where REFER keeps the images of ``dataset`` under the data ``root``."""
-    check_dataset(dataset)
-    return Path(root) / IMAGE_DIRS[dataset]
-
-
-def check_dataset(dataset: str, split_by: str | None = None) -> str:
-    """Validate ``dataset`` (and ``split_by``); return the split scheme, the default if None."""
-    if dataset not in SPLIT_SCHEMES:
-        raise ValueError(f"unknown dataset {dataset!r}; valid: {', '.join(SPLIT_SCHEMES)}")
-    schemes = SPLIT_SCHEMES[dataset]
-    if split_by is None:
-        return schemes[0]
-    if split_by not in schemes:
-        raise ValueError(
-            f"unknown split_by {split_by!r} for {dataset}; valid: {', '.join(schemes)}"
-        )
-    return split_by
-
-
-def _missing(path: Path, dataset: str) -> FileNotFoundError:
-    """A FileNotFoundError that says what is missing, where to get it and where to put it."""
-    if path.suffix in (".p", ".json"):
-        source = (
-            f"the REFER annotations {ANNOTATIONS_URL.format(dataset=dataset)} (see the "
-            "'Download' section of https://github.com/lichengunc/refer); unzip it so that "
-            f"{path.parent} holds instances.json and refs(<split_by>).p"
-        )
-    elif dataset == "refclef":
-        source = (
-            f"the ReferIt (saiapr_tc-12) images {SAIAPR_IMAGES_URL}; unzip them into "
-            "<data root>/images/saiapr_tc-12/"
-        )
+def _missing_image(path: Path, dataset: str, image_root: Path) -> FileNotFoundError:
+    """A FileNotFoundError that says which image is missing, where to get it and how to point
+    at a folder elsewhere (``refer_check`` checks the first images before any training)."""
+    if dataset == "refclef":
+        source = f"the ReferIt (saiapr_tc-12) images {SAIAPR_IMAGES_URL}"
     else:
-        source = (
-            f"the COCO train2014 images (https://cocodataset.org/#download, {COCO_IMAGES_URL}); "
-            "unzip them into <data root>/images/mscoco/images/train2014/"
-        )
+        source = f"the COCO train2014 images (https://cocodataset.org/#download, {COCO_IMAGES_URL})"
     return FileNotFoundError(
-        f"missing {path}\nGet {source}.\nThe data root is $REFSEG_DATA or <repository>/data; "
-        "data/README.md shows the whole layout."
+        f"missing {path}\nGet {source}.\nImages are read from {image_root}: set the folder "
+        "with --image-root or $REFSEG_IMAGE_ROOT (image_root= in Python), the data root with "
+        "--data-root or $REFSEG_DATA; data/README.md shows the whole layout."
     )
 
 
@@ -228,13 +185,23 @@ def load_refer_annotations(
     root: str | Path | None = None, dataset: str = "refcoco", split_by: str | None = None
 ) -> ReferAnnotations:
     """Read ``refs(<split_by>).p`` and ``instances.json`` of ``dataset`` and index them."""
-    split_by = check_dataset(dataset, split_by)
-    root = Path(root) if root is not None else data_root()
+    location = locate(dataset, root, split_by)  # $REFSEG_DATA, $REFSEG_SPLIT_BY, defaults
+    problem = location.annotation_problem()
+    if problem:
+        raise DataError(problem)
+    root, split_by = location.root, location.split_by
     refs_path = root / dataset / f"refs({split_by}).p"
     instances_path = root / dataset / "instances.json"
-    for path in (refs_path, instances_path):
-        if not path.is_file():
-            raise _missing(path, dataset)
+    stamps = tuple((p.stat().st_mtime_ns, p.stat().st_size) for p in (refs_path, instances_path))
+    return _load_annotations(root, dataset, split_by, stamps)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_annotations(root: Path, dataset: str, split_by: str, stamps: tuple) -> ReferAnnotations:
+    """The files read and indexed once per version (``stamps``: their times and sizes), so that
+    the splits of one run and the check before it share one load."""
+    refs_path = root / dataset / f"refs({split_by}).p"
+    instances_path = root / dataset / "instances.json"
     refs = load_refs(refs_path)
     with instances_path.open(encoding="utf-8") as f:
         instances = json.load(f)
@@ -265,8 +232,9 @@ def load_refer_annotations(
 class ReferDataset(Dataset):
     """One ``Sample`` per (ref, sentence) of a REFER split; images are read lazily.
 
-    ``root`` defaults to ``data_root()``, ``split_by`` to UNC (UMD for RefCOCOg),
-    ``image_root`` to ``default_image_root(root, dataset)``. ``transform`` maps a ``Sample``
+    ``root``, ``split_by`` and ``image_root`` default to ``$REFSEG_DATA``, ``$REFSEG_SPLIT_BY``
+    and ``$REFSEG_IMAGE_ROOT``, else to ``<repository>/data``, UNC (UMD for RefCOCOg) and
+    ``default_image_root(root, dataset)`` (``refer_check.locate``). ``transform`` maps a ``Sample``
     to a ``Sample``. Pass ``annotations`` (another split's ``.annotations``) to skip reloading
     the files; its root, dataset and split scheme are then used.
     """
@@ -283,7 +251,9 @@ class ReferDataset(Dataset):
         annotations: ReferAnnotations | None = None,
     ):
         if annotations is None:
-            annotations = load_refer_annotations(root, dataset, split_by)
+            location = locate(dataset, root, split_by, image_root)
+            annotations = load_refer_annotations(location.root, dataset, location.split_by)
+            image_root = location.image_root
         elif dataset != annotations.dataset or split_by not in (None, annotations.split_by):
             raise ValueError(
                 f"annotations are {annotations.dataset} ({annotations.split_by}), but "
@@ -338,7 +308,7 @@ class ReferDataset(Dataset):
         info = self.annotations.images[image_id]
         path = self.image_path(image_id)
         if not path.is_file():
-            raise _missing(path, self.dataset)
+            raise _missing_image(path, self.dataset, self.image_root)
         with Image.open(path) as image:
             rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0  # (H, W, 3)
         expected = (int(info["height"]), int(info["width"]))
