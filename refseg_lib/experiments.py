@@ -567,3 +567,38 @@ LEADERBOARD = {
 LEADERBOARD_EXAMPLES = tuple(range(0, 480, 60))
 # RIS segments every object of a scene (no sentence): its own task, notebook 08's curriculum run
 LEADERBOARD_RIS = ("ris", "all-curriculum")
+
+
+# A run trained for twice its budget (plan.budget_jobs), recorded as <variant>-2x.
+DOUBLE_SUFFIX = "-2x"
+
+
+def recipe_steps(model: str, variant: str = "base", profile: str = "quick") -> int:
+    """Training steps the course's recipe gives the run ``model`` / ``variant`` in ``profile``,
+    all its stages: what a record's whole budget (``reports.whole_budget``) is measured against,
+    so that a run trained for less is reported as short.
+
+    A first stage's record has its stage's budget (DMN's ``-lowres``: the first of
+    ``DMN_STAGE_STEPS``; RIS's ``-stage1``: ``RIS_CURRICULUM_STEPS``); a ``-2x``
+    variant (``budget_jobs``) twice the budget; other suffixes (``-seed1``, MCN's ``+asnls``)
+    none. A step count the profile leaves open (None) is the profile's ``max_steps``, in the
+    paper profile the paper's own (``PAPER_TRAIN``). The untrained reference
+    predictors have 0.
+    """
+    if model == "reference":
+        return 0
+    paper = PAPER_TRAIN.get(model, {}) if profile == "paper" else {}
+    default = paper.get("max_steps") or get_profile(profile).train.max_steps
+    if model == "dmn":
+        stages = DMN_STAGE_STEPS[profile]
+        steps = sum(s or default for s in (stages[:1] if "-lowres" in variant else stages))
+    elif model == "ris":
+        first = RIS_CURRICULUM_STEPS[profile]
+        total = RIS_STEPS[profile]
+        steps = first if "-stage1" in variant else total or (
+            first + default if "-curriculum" in variant else default)
+    else:
+        fixed = {"cmsa": CMSA_STEPS, "mcn": MCN_STEPS,
+                 "m3att": M3ATT_STEPS}.get(model, {})
+        steps = fixed.get(profile) or default
+    return 2 * steps if DOUBLE_SUFFIX in variant else steps

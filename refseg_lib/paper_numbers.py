@@ -45,13 +45,15 @@ GREF_UMD = "G-Ref (RefCOCOg, UMD split)"
 REFERIT = "ReferIt (RefCLEF)"
 NOT_APPLICABLE = "n/a"  # dataset or split of a number that has none (parameter counts, speed)
 
-# Our run records' ``dataset`` names -> the benchmark names above (``refcocog`` is read with
-# the UMD split by default, as MCN and the later papers report it).
-RECORD_DATASETS: dict[str, str] = {
-    "refcoco": UNC,
-    "refcoco+": UNC_PLUS,
-    "refcocog": GREF_UMD,
-    "refclef": REFERIT,
+# A REFER record's (dataset, split scheme) -> the papers' name of that benchmark (above); the
+# pairs not listed (RefCOCO's Google split, RefCLEF's UNC split) are benchmarks none of our
+# papers reports on. Hu et al.'s ReferIt split is REFER's berkeley split of RefCLEF.
+RECORD_DATASETS: dict[tuple[str, str], str] = {
+    ("refcoco", "unc"): UNC,
+    ("refcoco+", "unc"): UNC_PLUS,
+    ("refcocog", "umd"): GREF_UMD,
+    ("refcocog", "google"): GREF_GOOGLE,
+    ("refclef", "berkeley"): REFERIT,
 }
 
 OVERALL_IOU = "overall IoU"

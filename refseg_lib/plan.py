@@ -35,13 +35,13 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from refseg_lib import experiments
+from refseg_lib.experiments import DOUBLE_SUFFIX
 from refseg_lib.paths import notebooks_dir, reports_dir
 from refseg_lib.records import atomic_write
 
 SHAPES_SPLITS = ("val", "testA", "testB")
 SECOND_SEED = 1
 SECOND_SEED_SUFFIX = "-seed1"
-DOUBLE_SUFFIX = "-2x"  # a run trained for twice its budget (budget_jobs)
 # Seconds per training step of a job on one of two busy cores at the quick profile's size,
 # evaluations included (measured from the main job's runs): only the progress bar's estimate
 # and the order jobs start in (longest first) depend on them.
@@ -132,8 +132,8 @@ def doubled(job: Job) -> Job:
         kwargs["curriculum_steps"] = 2 * experiments.RIS_CURRICULUM_STEPS[profile]
     else:
         kwargs["suffix"] = DOUBLE_SUFFIX
-        kwargs["train_overrides"] = {**kwargs.get("train_overrides", {}),
-                                     "max_steps": 2 * _budget(job.model, profile)}
+        steps = experiments.recipe_steps(job.model, profile=profile)
+        kwargs["train_overrides"] = {**kwargs.get("train_overrides", {}), "max_steps": 2 * steps}
     return dataclasses.replace(job, name=f"{job.name} x2", steps=2 * job.steps // len(job.calls),
                                calls=(Call.of(call.function, *arguments["args"], **kwargs),))
 
@@ -144,14 +144,6 @@ def budget_jobs(profile: str = "quick") -> list[Job]:
     names = {f"{m} {v.partition('+')[0]}" for m, v in experiments.LEADERBOARD.values()}
     names.add("ris all-curriculum")
     return [doubled(j) for j in plan_jobs(profile, minilm=False) if j.name in names]
-
-
-def _budget(model: str, profile: str) -> int:
-    """Training steps of one run of ``model`` in ``profile`` (0 where the paper sets them)."""
-    budgets = {"dmn": sum(s or 0 for s in experiments.DMN_STAGE_STEPS[profile]),
-               "cmsa": experiments.CMSA_STEPS[profile], "mcn": experiments.MCN_STEPS[profile],
-               "m3att": experiments.M3ATT_STEPS[profile], "ris": experiments.RIS_STEPS[profile]}
-    return budgets.get(model) or experiments.get_profile(profile).train.max_steps
 
 
 def plan_jobs(profile: str = "quick", *, notebooks: Sequence[str] | None = None,
@@ -181,8 +173,8 @@ def plan_jobs(profile: str = "quick", *, notebooks: Sequence[str] | None = None,
     jobs: list[Job] = []
 
     def add(notebook: str, model: str, name: str, *calls: Call, runs: int = 1) -> None:
-        jobs.append(Job(f"{model} {name}", notebook, model, runs * _budget(model, profile),
-                        calls, profile))
+        steps = runs * experiments.recipe_steps(model, profile=profile)
+        jobs.append(Job(f"{model} {name}", notebook, model, steps, calls, profile))
 
     def style_of(style: str) -> dict:
         return {"style": style} if shapes else {}

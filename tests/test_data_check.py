@@ -100,6 +100,8 @@ def _corrupt_image(root: Path) -> list[str]:
 BROKEN = {
     "missing root": (lambda root: ["--data-root", str(root / "nowhere")],
                      ["does not exist", "(from --data-root)", "refcoco.zip"]),
+    "root is a file": (lambda root: ["--data-root", str(root / "refcoco" / "instances.json")],
+                       ["instances.json (from --data-root) is a file, not a folder"]),
     "one level too deep": (_one_level_too_deep,
                            ["holds instances.json, refs(google).p, refs(unc).p itself",
                             "one level too deep", "use --data-root {root}."]),

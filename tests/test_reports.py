@@ -261,7 +261,8 @@ def test_save_figure_writes_the_same_png_twice(tmp_path):
 def test_build_reports_is_a_pure_function_of_the_records(records, tmp_path):
     first = build_reports(records, tmp_path / "a")
     names = sorted(p.relative_to(tmp_path / "a").as_posix() for p in first)
-    assert names == ["README.md", "baselines.csv", "baselines.md", "figures/baselines.png"]
+    assert names == ["README.md", "baselines.csv", "baselines.md", "figures/baselines.png",
+                     "runs_shapes-quick.csv", "runs_shapes-quick.md"]
     written = {p: p.read_bytes() for p in first}
     shutil.rmtree(tmp_path / "a")
     again = build_reports(records.sample(frac=1.0, random_state=1), tmp_path / "a")
@@ -342,10 +343,13 @@ def test_m3att_tables_have_no_ablation_paper_column_and_the_survey_row():
     assert reports.m3att_tables(pd.DataFrame(rows).iloc[:0]) == {}  # no records: no table
 
 def test_build_reports_skips_reports_without_records(tmp_path):
-    for frame in (pd.DataFrame(), pd.DataFrame([record("cmsa", "val", 0.5)])):
-        written = build_reports(frame, tmp_path)
-        assert written == [tmp_path / "README.md"]
-        assert "No report yet" in written[0].read_text()
+    written = build_reports(pd.DataFrame(), tmp_path)
+    assert written == [tmp_path / "README.md"]
+    assert "No report yet" in written[0].read_text()
+    # a record no paper's table reads still appears in the catalogue, and only there
+    written = build_reports(pd.DataFrame([record("cmsa", "val", 0.5)]), tmp_path)
+    assert [p.name for p in written] == ["runs_shapes-quick.md", "runs_shapes-quick.csv",
+                                         "README.md"]
     assert not (tmp_path / "baselines.md").exists()
     with pytest.raises(ValueError, match="unknown report"):
         build_reports(pd.DataFrame(), tmp_path, names=["nope"])
@@ -372,7 +376,7 @@ def test_reports_from_record_files(records, tmp_path):
     assert "run0.json" in text and str(tmp_path) not in text  # file names, no machine paths
     direct = (build_reports(records, tmp_path / "direct")[0]).read_text()
     table = lambda md: md[md.index("| model"):]  # the notes differ (file names), not the table
-    assert table(direct) == table(text) and len(written) == 4
+    assert table(direct) == table(text) and len(written) == 6
 
 
 def test_dmn_report_sets_table_1_beside_the_paper(tmp_path):
@@ -435,3 +439,152 @@ def test_budget_report_sets_each_budget_beside_twice_as_long(tmp_path):
     assert table.loc["LSTM-CNN", "steps x2"] == 2000
     assert [p.name for p in reports.budget_report(pd.DataFrame(rows), tmp_path)] == [
         "budget_shapes-quick.md", "budget_shapes-quick.csv"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Scale: expressions evaluated, training steps, short runs; every record in some table
+# ---------------------------------------------------------------------------------------------
+
+
+def trained(model: str, split: str, steps: int, n: int, *, variant: str = "base",
+            dataset: str = "shapes", style: str = "refshape", init_from: str | None = None,
+            **extra) -> dict:
+    """A record of a run trained ``steps`` steps (after the stage ``init_from``) and evaluated
+    on ``n`` expressions."""
+    config = {"train": {"max_steps": steps}, "eval_samples": n, "eval_thresholds": [0.5],
+              "init_from": init_from}
+    return record(model, split, 0.3, variant=variant, dataset=dataset, style=style,
+                  config=config, n=n, **{"Pr@0.7": 0.1, "Pr@0.9": 0.0, **extra})
+
+
+def test_recipe_steps_of_stages_and_runs_twice_as_long():
+    from refseg_lib import experiments
+    from refseg_lib.experiments import recipe_steps
+
+    low, high = experiments.DMN_STAGE_STEPS["quick"]
+    assert recipe_steps("dmn", "base") == low + high  # both stages
+    assert recipe_steps("dmn", "base-lowres") == low  # the first stage alone
+    assert recipe_steps("dmn", "base-lowres-2x") == 2 * low
+    assert recipe_steps("dmn", "no_skip-seed1") == low + high
+    assert recipe_steps("ris", "all-stage1") == experiments.RIS_CURRICULUM_STEPS["quick"]
+    assert recipe_steps("ris", "all-curriculum") == experiments.RIS_STEPS["quick"]
+    assert recipe_steps("ris", "all-curriculum-2x") == 2 * experiments.RIS_STEPS["quick"]
+    assert recipe_steps("mcn", "cem-2x+asnls") == 2 * experiments.MCN_STEPS["quick"]
+    assert recipe_steps("lstm_cnn", "sru") == experiments.PROFILES["quick"].train.max_steps
+    assert recipe_steps("mcn", "cem", "paper") == 45 * 3447  # PAPER_TRAIN's epochs
+    assert recipe_steps("cmsa", "base", "paper") == experiments.PROFILES["paper"].train.max_steps
+    assert recipe_steps("ris", "all-curriculum", "paper") == 20_000 + 100_000
+    assert recipe_steps("reference", "resolver") == 0
+
+
+def test_a_short_run_is_shown_with_its_scale_and_marked_short(tmp_path):
+    """A 5-step RefCOCO run evaluated on 30 expressions, beside a full-budget ShapeRef run: its
+    rows carry n and steps and are marked short, in the table and in a note of its own."""
+    rows = [trained("only_vm", s, 5, 30, dataset="refcoco", style="unc")
+            for s in ("val", "testA", "testB")]
+    rows += [trained("only_vm", s, 1200, 500) for s in ("val", "testA")]
+    rows += [trained("mcn", s, 5, 30, dataset="refcoco", style="unc", **{"Acc@0.5": 0.2})
+             for s in ("val", "testA")]
+    build_reports(pd.DataFrame(rows), tmp_path, names=["baselines", "mcn", "runs"])
+    table = pd.read_csv(tmp_path / "baselines.csv").set_index(["benchmark", "split"])
+    short = table.loc[("refcoco/unc", "testA")]
+    assert short["paper (%) · overall_iou"] == 30.92  # beside DMN's UNC testA ...
+    assert (short["scale · n"], short["scale · steps"]) == (30, 5)  # ... with its scale
+    assert short["scale · short"] == "yes: 5 of 1200 steps"
+    full = table.loc[("shapes/refshape", "testA")]
+    assert (full["scale · n"], full["scale · steps"], full["scale · short"]) == (500, 1200, "no")
+    text = (tmp_path / "baselines.md").read_text()
+    assert ("**Short runs**, below the quick profile's budget: only_vm/base on refcoco/unc "
+            "trained 5 of 1200 steps, evaluated on 30 expressions per split") in text
+    assert "only_vm/base on shapes/refshape trained" not in text
+    assert "each the run's budget" not in text  # a short run is never called the budget
+
+    mcn = (tmp_path / "mcn_table2_refcoco-unc-quick.md").read_text()
+    assert "Ours: RefCOCO (UNC split)" in mcn and "ShapeRef" not in mcn
+    assert "mcn/base on refcoco/unc trained 5 of 900 steps" in mcn
+    assert "every MCN run trains" not in mcn
+    row = pd.read_csv(tmp_path / "mcn_table2_refcoco-unc-quick.csv").iloc[0]
+    assert row["paper (%) · Acc@0.5"] == 77.45  # MCN Table 2, UNC val
+    assert (row["scale · n"], row["scale · steps"]) == (30, 5)
+    assert row["scale · short"].startswith("yes")
+    catalogue = pd.read_csv(tmp_path / "runs_refcoco-quick.csv")
+    testa = catalogue[(catalogue["model"] == "mcn") & (catalogue["split"] == "testA")]
+    assert len(testa) == 1 and testa["short"].iloc[0] == "yes: 5 of 900 steps"  # no val only
+
+
+def test_full_budget_runs_are_summed_over_stages_and_not_short():
+    rows = [trained("dmn", "val", 900, 500, variant="base-lowres"),
+            trained("dmn", "val", 150, 500, variant="base",
+                    init_from="dmn__base-lowres__shapes-refshape__quick.pt"),
+            record("reference", "val", 0.2, variant="largest_object")]
+    scale = reports.scale_table(pd.DataFrame(rows), ("variant",))
+    assert scale.loc["base", "steps"] == 1050 and not scale.loc["base", "short"]
+    assert scale.loc["base-lowres", "recipe_steps"] == 900 and not scale["short"].any()
+    assert scale.loc["largest_object", "steps"] == 0  # untrained: never short
+    notes = reports.scale_notes(pd.DataFrame(rows))
+    assert notes == ["Scale: 500 expressions evaluated per split (n), except "
+                     "reference/largest_object (300); training steps per run, all stages: dmn "
+                     "1050 (900: base-lowres); each the run's budget in the quick profile's "
+                     "recipe (a first stage's: its stage's; a -2x run's: twice the budget); the "
+                     "untrained reference predictors train none."]
+    # without its first stage's record the whole budget is unknown, not taken as short
+    alone = reports.with_scale(pd.DataFrame(rows[1:2]))
+    assert math.isnan(alone["steps"].iloc[0]) and not alone["short"].iloc[0]
+
+
+def test_a_refer_record_is_set_beside_its_own_benchmark_only(tmp_path):
+    """(dataset, split scheme) -> the papers' benchmark: RefCOCOg's Google split is never set
+    beside a UMD number, nor the reverse; records without a scheme read the default one."""
+    from refseg_lib.paper_numbers import GREF_GOOGLE, RECORD_DATASETS, REFERIT
+
+    assert reports.paper_dataset("refcocog", "google") == GREF_GOOGLE
+    assert reports.paper_dataset("refcocog", "umd") == GREF_UMD
+    assert reports.paper_dataset("refcocog", "") == GREF_UMD  # REFER's default scheme
+    assert reports.paper_dataset("refclef", "berkeley") == REFERIT
+    assert reports.paper_dataset("refclef", "") is None  # the default is the UNC split
+    assert reports.paper_dataset("refcoco", "google") is None
+    assert reports.paper_dataset("shapes", "refshape") == UNC
+    assert set(RECORD_DATASETS.values()) == {UNC, UNC_PLUS, GREF_UMD, GREF_GOOGLE, REFERIT}
+    assert reports.paper_row("MCN", "Table 2", "+CEM", "refcocog", "google") is None
+    assert reports.paper_row("MCN", "Table 2", "+CEM", "refcocog", "umd").dataset == GREF_UMD
+
+    rows = [trained("lstm_cnn", "val", 1200, 500, dataset="refcocog", style=s)
+            for s in ("google", "umd")]
+    rows += [trained("lstm_cnn", "test", 1200, 500, dataset="refclef", style="berkeley"),
+             trained("only_vm", "testA", 1200, 500, dataset="refcoco", style="")]
+    rows += [trained("mcn", "val", 900, 500, dataset="refcocog", style=s, **{"Acc@0.5": 0.5})
+             for s in ("google", "umd")]
+    build_reports(pd.DataFrame(rows), tmp_path)
+    paper = pd.read_csv(tmp_path / "baselines.csv").set_index(["model", "benchmark", "split"])
+    paper = paper["paper (%) · overall_iou"]
+    assert paper[("lstm_cnn", "refcocog/google", "val")] == 28.14  # CMSA Table 1, G-Ref Google
+    assert math.isnan(paper[("lstm_cnn", "refcocog/umd", "val")])
+    assert paper[("lstm_cnn", "refclef/berkeley", "test")] == 48.03  # ReferIt
+    assert paper[("only_vm", "refcoco", "testA")] == 30.92  # no scheme: RefCOCO's UNC split
+    umd = pd.read_csv(tmp_path / "mcn_table2_refcocog-umd-quick.csv").iloc[0]
+    google = pd.read_csv(tmp_path / "mcn_table2_refcocog-google-quick.csv").iloc[0]
+    assert "G-Ref (RefCOCOg, UMD split)" in umd["source"]
+    assert math.isnan(google["paper (%) · Acc@0.5"]) and google["source"] == reports.MISSING
+    assert ("Ours: RefCOCOg (Google split), percent; a paper's number beside it is of the same "
+            "benchmark, G-Ref (RefCOCOg, Google split) val") in (
+        tmp_path / "mcn_table2_refcocog-google-quick.md").read_text()
+
+
+def test_every_committed_record_appears_in_some_table(tmp_path):
+    """Every record under reports/runs/ (each run and split) is a row of some written CSV, the
+    MCN records of testA and testB too."""
+    from pathlib import Path
+
+    records = load_run_records(Path(__file__).resolve().parents[1] / "reports" / "runs")
+    build_reports(records, tmp_path)
+    shown = set()
+    for csv in tmp_path.glob("*.csv"):
+        table = pd.read_csv(csv, dtype=str)
+        if {"model", "variant", "split"} <= set(table.columns):
+            shown |= set(zip(table["model"], table["variant"], table["split"], strict=True))
+    wanted = set(zip(records["model"], records["variant"], records["split"], strict=True))
+    assert wanted and wanted <= shown, sorted(wanted - shown)[:10]
+    assert {("mcn", "base", "testA"), ("mcn", "garan+asnls", "testB")} <= shown
+    catalogue = pd.read_csv(tmp_path / "runs_shapes-quick.csv")
+    assert len(catalogue) == len(reports.latest_records(records))
+    assert {"n", "steps", "recipe steps", "short"} <= set(catalogue.columns)

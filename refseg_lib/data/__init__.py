@@ -5,14 +5,14 @@ every notebook and model: switching between the embedded ShapeRef benchmark and 
 REFER-format dataset is one parameter.
 
 Modules: ``types`` (``Sample``, ``Batch``, ``ModelOutput``: the types every layer shares),
-``scene`` (ShapeRef's symbolic scene: objects, backdrop, referent), ``shapes`` (ShapeRef:
-scenes rendered to images and masks), ``shapes_language`` (its expressions: generation, parsing
-and the resolver), ``refer`` (the official REFER format of RefCOCO, RefCOCO+, G-Ref, RefCLEF),
+``scene`` (ShapeRef's symbolic scene: objects, backdrop, referent), ``shapes`` (ShapeRef: scenes
+rendered to images and masks), ``shapes_language`` (its expressions: generation, parsing and the
+resolver), ``refer`` (the official REFER format of RefCOCO, RefCOCO+, G-Ref, RefCLEF),
 ``refer_layout`` (where REFER files live; the data root, split scheme and image folder from an
 option, an environment variable or the default), ``refer_check`` (a REFER data root checked
-before any work: ``python -m refseg_lib data check``), ``refer_fixture`` (a small dataset in that format, for tests), ``instances`` (every
-object of a scene, for instance segmentation), ``text`` (tokenizer and vocabulary),
-``transforms`` (resizing, letterboxing, batching).
+before any work: ``python -m refseg_lib data check``), ``refer_fixture`` (a small dataset in
+that format, for tests), ``instances`` (every object of a scene, for instance segmentation),
+``text`` (tokenizer and vocabulary), ``transforms`` (resizing, letterboxing, batching).
 """
 
 from __future__ import annotations

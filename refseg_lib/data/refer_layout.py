@@ -169,6 +169,9 @@ class ReferLocation:
         if refs.is_file() and (folder / "instances.json").is_file():
             return None
         where = f"the data root {root} ({named.label('root')})"
+        if root.is_file():
+            return (f"{where} is a file, not a folder. Point it at the folder that holds "
+                    f"{dataset}/ and images/. {self._get}")
         if not root.is_dir():
             return (f"{where} does not exist. Point it at the folder that holds {dataset}/ and "
                     f"images/, or create it. {self._get}")

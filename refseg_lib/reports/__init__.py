@@ -12,8 +12,12 @@ Conventions, chosen once for every report:
   Where the two stand side by side (``beside_paper``) both are shown in percent, and the
   column headers say "(%)". Tables of ours alone keep fractions.
 - A paper number is only ever set beside ours of the same metric: ``overall_iou`` beside
-  "overall IoU", ``mean_iou`` beside "mean IoU" (``refseg_lib.paper_numbers``); a paper that
-  does not report our metric leaves an empty cell.
+  "overall IoU", ``mean_iou`` beside "mean IoU" (``refseg_lib.paper_numbers``), and of the
+  same benchmark (a REFER record's dataset and split scheme, ``paper_row``; ShapeRef's style
+  beside the benchmark it imitates); a paper that does not report it leaves an empty cell.
+- No number of ours stands beside a paper's without its scale: every table's notes say how
+  many expressions each run evaluated and how many steps it trained, and name the runs
+  trained below the recipe's budget ("short"); tables beside the papers carry both per row.
 - Data keep full precision; numbers are rounded only when a table is written.
 - Several records of one run (same model, variant, dataset, style, split and profile): the
   newest by ``created`` wins.
@@ -28,11 +32,13 @@ all and writes the index ``reports/README.md``.
 
 Where each thing lives:
 
-- ``tables``: records -> tables (metric names, the newest record of each run, ``results_table``,
-  ``beside_paper`` with ``PaperRef``, ``versus_table``);
+- ``tables``: records -> tables (metric names, the newest record of each run and its scale,
+  ``with_scale``: expressions evaluated, steps against the recipe's budget; benchmarks and the
+  papers' benchmark each is set beside, ``paper_row``; ``results_table``, ``beside_paper`` with
+  ``PaperRef``, ``versus_table``);
 - ``writing``: tables and figures -> files (``write_table``, ``bar_plot``, ``heatmap``,
-  ``save_figure``, provenance notes), the registry (``register_report``, ``build_reports``) and
-  the index;
+  ``save_figure``, provenance and scale notes), the registry (``register_report``,
+  ``build_reports``) and the index;
 - one module per paper's report: ``baselines`` (Only VM, LSTM-CNN), ``dmn``, ``cmsa``, ``mcn``,
   ``m3att``, ``ris``;
 - ``comparison``: notebook 09's leaderboard (every system in one harness, by phenomenon);
@@ -66,11 +72,25 @@ from refseg_lib.reports.tables import (
     versus_table,
     with_reference_rows,
     REFERENCE_ROWS,
+    SCALE,
+    SHAPES_ANALOGUES,
+    ablation_runs,
+    benchmark_label,
+    benchmark_name,
+    paper_dataset,
+    paper_row,
+    record_scheme,
+    scale_cells,
+    scale_table,
+    short_cell,
+    whole_budget,
+    with_scale,
 )
 from refseg_lib.reports.writing import (
     REPORT_BUILDERS,
     ReportBuilder,
     bar_plot,
+    benchmark_note,
     build_reports,
     curves_plot,
     flat_table,
@@ -78,6 +98,7 @@ from refseg_lib.reports.writing import (
     provenance_notes,
     register_report,
     save_figure,
+    scale_notes,
     write_index,
     write_model_tables,
     write_table,
@@ -86,7 +107,6 @@ from refseg_lib.reports.baselines import (
     BASELINE_METRICS,
     BASELINE_MODELS,
     baselines_report,
-    benchmark_label,
 )
 from refseg_lib.reports.dmn import (
     DMN_METRICS,
@@ -149,23 +169,27 @@ from refseg_lib.reports.comparison import (
     readme_section,
 )
 from refseg_lib.reports.budget import JUSTIFIED, budget_report, budget_table
+from refseg_lib.reports.catalogue import CATALOGUE_METRICS, runs_report, runs_table
 # isort: on
 
 __all__ = [
-    "BASELINE_METRICS", "BASELINE_MODELS", "CLAIMS", "CMSA_TABLE_2_RUNS", "CMSA_TABLE_3_RUNS",
-    "CMSA_VERSUS_RUNS", "COST", "CSV_FLOAT_FORMAT", "Claim", "DMN_METRICS", "DMN_TABLE_1_RUNS",
-    "FIGURE_DPI", "JUSTIFIED", "M3ATT_ABLATION_RUNS", "M3ATT_MAIN_ROW", "M3ATT_PROBES",
-    "M3ATT_VERSUS_RUNS", "MCN_TABLE_1_RUNS", "MCN_TABLE_2_RUNS", "MCN_TABLE_3_RUNS",
+    "BASELINE_METRICS", "BASELINE_MODELS", "CATALOGUE_METRICS", "CLAIMS", "CMSA_TABLE_2_RUNS",
+    "CMSA_TABLE_3_RUNS", "CMSA_VERSUS_RUNS", "COST", "CSV_FLOAT_FORMAT", "Claim", "DMN_METRICS",
+    "DMN_TABLE_1_RUNS", "FIGURE_DPI", "JUSTIFIED", "M3ATT_ABLATION_RUNS", "M3ATT_MAIN_ROW",
+    "M3ATT_PROBES", "M3ATT_VERSUS_RUNS", "MCN_TABLE_1_RUNS", "MCN_TABLE_2_RUNS", "MCN_TABLE_3_RUNS",
     "MCN_THRESHOLD_SUFFIX", "MCN_VERSUS_RUNS", "MD_FLOAT_FORMAT", "METRICS", "MIN_TAG_SAMPLES",
     "MISSING", "PAPER_ROWS", "PROVENANCE_KEYS", "PaperRef", "REFERENCE_ROWS", "REFERENCE_SYSTEMS",
     "REPORT_BUILDERS", "RIS_FRACTIONS", "RIS_METRICS", "RIS_RUNS", "RUN_KEYS", "ReportBuilder",
-    "SPLIT_ORDER", "SYSTEMS", "Side", "TAGS", "VERDICTS", "WEAK_BELOW", "bar_plot",
-    "baselines_report", "benchmark_label", "beside_paper", "budget_report", "budget_table",
-    "build_reports", "claims_ledger", "claims_report", "cmsa_report", "cmsa_tables", "curves_plot",
-    "dmn_report", "drop_constant_levels", "flat_table", "heatmap", "judge", "latest_records",
+    "SCALE", "SHAPES_ANALOGUES", "SPLIT_ORDER", "SYSTEMS", "Side", "TAGS", "VERDICTS", "WEAK_BELOW",
+    "ablation_runs", "bar_plot", "baselines_report", "benchmark_label", "benchmark_name",
+    "benchmark_note", "beside_paper", "budget_report", "budget_table", "build_reports",
+    "claims_ledger", "claims_report", "cmsa_report", "cmsa_tables", "curves_plot", "dmn_report",
+    "drop_constant_levels", "flat_table", "heatmap", "judge", "latest_records",
     "leaderboard_report", "leaderboard_runs", "leaderboard_tables", "m3att_report", "m3att_tables",
-    "mcn_report", "mcn_tables", "paper_metric", "phenomena_figure", "provenance_notes", "ranker",
-    "readme_section", "register_report", "require_columns", "results_table", "ris_report",
-    "ris_tables", "save_figure", "sort_key", "sort_table", "versus_table", "with_reference_rows",
+    "mcn_report", "mcn_tables", "paper_dataset", "paper_metric", "paper_row", "phenomena_figure",
+    "provenance_notes", "ranker", "readme_section", "record_scheme", "register_report",
+    "require_columns", "results_table", "ris_report", "ris_tables", "runs_report", "runs_table",
+    "save_figure", "scale_cells", "scale_notes", "scale_table", "short_cell", "sort_key",
+    "sort_table", "versus_table", "whole_budget", "with_reference_rows", "with_scale",
     "write_index", "write_model_tables", "write_table",
 ]

@@ -16,10 +16,13 @@ from refseg_lib.paper_numbers import (
 )
 from refseg_lib.reports.tables import (
     PaperRef,
+    benchmark_label,
     beside_paper,
     drop_constant_levels,
+    paper_row,
     ranker,
     results_table,
+    scale_table,
 )
 from refseg_lib.reports.writing import (
     bar_plot,
@@ -35,28 +38,23 @@ from refseg_lib.reports.writing import (
 
 BASELINE_MODELS = ("only_vm", "lstm_cnn")
 BASELINE_METRICS = ("overall_iou", "mean_iou", "Pr@0.5")
+
+
 _ONLY_VM = PaperRef("DMN", "Table 1", "Only VM")
-_LSTM_CNN_REFERIT = PaperRef("CMSA", "Table 1", "LSTM-CNN [10]", split="test")
+_LSTM_CNN = PaperRef("CMSA", "Table 1", "LSTM-CNN [10]")
 
 
-def benchmark_label(dataset: str, style: str) -> str:
-    """``"refcoco"``, or ``"shapes/refshape+"`` for ShapeRef's styles."""
-    return f"{dataset}/{style}" if style else dataset
+def _baseline_paper_row(model: str, dataset: str, style: str, split: str) -> PaperRef | None:
+    """The paper row a baseline run corresponds to, or None: on the papers' benchmark of the
+    record (``tables.paper_row``) where the paper prints a number of that split.
 
-
-def _baseline_paper_row(row: Mapping[str, str]) -> PaperRef | None:
-    """The paper row a baseline run corresponds to, or None.
-
-    Only VM: DMN Table 1 (UNC testA) beside our testA on RefCOCO and on its ShapeRef analogue
-    ``refshape``. LSTM-CNN: only ReferIt test (CMSA Table 1 = DMN Table 2); no paper of ours
-    quotes its UNC numbers.
+    Only VM: DMN Table 1 (UNC testA) beside our testA on RefCOCO's UNC split and on its
+    ShapeRef analogue ``refshape``. LSTM-CNN: CMSA Table 1 (= DMN Table 2), which quotes only
+    G-Ref (Google split) val and ReferIt test (REFER's berkeley split of RefCLEF); no paper of
+    ours quotes its UNC numbers.
     """
-    model, benchmark, split = row.get("model"), row.get("benchmark"), row.get("split")
-    if model == "only_vm" and split == "testA" and benchmark in ("refcoco", "shapes/refshape"):
-        return _ONLY_VM
-    if model == "lstm_cnn" and split == "test" and benchmark == "refclef":
-        return _LSTM_CNN_REFERIT
-    return None
+    ref = {"only_vm": _ONLY_VM, "lstm_cnn": _LSTM_CNN}.get(model)
+    return paper_row(ref.paper, ref.table, ref.row, dataset, style, split) if ref else None
 
 
 def _row_dicts(table: pd.DataFrame, constant: Mapping[str, str]) -> dict[Hashable, dict]:
@@ -77,12 +75,17 @@ def baselines_report(records: pd.DataFrame, out_dir: Path) -> list[Path]:
     runs = records[records["model"].isin((*BASELINE_MODELS, "reference"))]  # with the floors
     runs = runs.assign(benchmark=[benchmark_label(d, s) for d, s in
                                   zip(runs["dataset"], runs["style"], strict=True)])
-    ours = results_table(runs, index=("model", "variant", "benchmark", "split", "profile"),
-                         columns=(), metric=BASELINE_METRICS)
+    index = ("model", "variant", "benchmark", "split", "profile")
+    ours = results_table(runs, index=index, columns=(), metric=BASELINE_METRICS)
+    scale = scale_table(runs, index)
     ours, constant = drop_constant_levels(ours, keep=("model", "benchmark", "split"))
-    rows = _row_dicts(ours, constant)
-    mapping = {key: ref for key, row in rows.items() if (ref := _baseline_paper_row(row))}
-    table = beside_paper(ours, mapping)
+    scale.index = scale.index.droplevel(list(constant))
+    where = dict(zip(runs["benchmark"], zip(runs["dataset"], runs["style"], strict=True),
+                     strict=False))
+    mapping = {key: ref for key, row in _row_dicts(ours, constant).items()
+               if (ref := _baseline_paper_row(row["model"], *where[row["benchmark"]],
+                                              row["split"]))}
+    table = beside_paper(ours, mapping, scale=scale)
     md, csv = write_table(table, "baselines", "Baselines: Only VM and LSTM-CNN beside the papers",
                           _baseline_notes(runs, constant), out_dir)
     bars, order = _bars(ours)
@@ -119,21 +122,22 @@ def _quoted(ref: PaperRef, metric: str, **where: str) -> str:
 
 def _baseline_notes(runs: pd.DataFrame, constant: Mapping[str, str]) -> list[str]:
     same = ", ".join(f"{k} {v or '(none)'}" for k, v in constant.items())
-    lstm_cnn = PaperRef("CMSA", "Table 1", "LSTM-CNN [10]")
     return [
         "Metrics: overall IoU (total intersection / total union over the split), mean IoU "
         "(average of per-sample IoUs) and Pr@0.5 (share of samples with IoU >= 0.5); ours "
-        "and the papers' both in percent.",
+        "and the papers' both in percent. Scale: n expressions evaluated, training steps of "
+        "all stages, and 'short' where a run trained below its recipe's budget.",
         *([f"All rows: {same}."] if same else []),
         "only_vm: the visual model alone, no sentence (DMN's 'Only VM', a salient-object "
         "prior). Its paper columns are DMN Table 1 row 1 (UNC testA: overall IoU "
         f"{_quoted(_ONLY_VM, OVERALL_IOU)}, Pr@0.5 {_quoted(_ONLY_VM, 'Pr@0.5')}; DMN reports "
-        "no mean IoU), set beside our testA rows of RefCOCO and of ShapeRef's refshape, which "
-        "is an analogue of UNC, not the same benchmark.",
+        "no mean IoU), set beside our testA rows of RefCOCO's UNC split and of ShapeRef's "
+        "refshape, which is an analogue of UNC, not the same benchmark.",
         "lstm_cnn: Hu, Rohrbach, Darrell, 'Segmentation from natural language expressions', "
         "ECCV 2016. Its UNC numbers are not in our papers: DMN Table 2 and CMSA Table 1 quote "
-        f"only G-Ref (Google split) val {_quoted(lstm_cnn, OVERALL_IOU, dataset=GREF_GOOGLE)} "
-        f"and ReferIt test {_quoted(lstm_cnn, OVERALL_IOU, dataset=REFERIT)}, so its paper "
-        "columns stay empty except on ReferIt (refclef) test.",
+        f"only G-Ref (Google split) val {_quoted(_LSTM_CNN, OVERALL_IOU, dataset=GREF_GOOGLE)} "
+        f"and ReferIt test {_quoted(_LSTM_CNN, OVERALL_IOU, dataset=REFERIT)}, so its paper "
+        "columns stay empty except on RefCOCOg's Google split (val) and on ReferIt, REFER's "
+        "berkeley split of RefCLEF (refclef/berkeley, test).",
         *provenance_notes(runs),
     ]

@@ -12,14 +12,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from refseg_lib.experiments import LEADERBOARD, LEADERBOARD_RIS
+from refseg_lib.experiments import DOUBLE_SUFFIX, LEADERBOARD, LEADERBOARD_RIS
 from refseg_lib.reports.claims import seeded
-from refseg_lib.reports.comparison import whole_budget
-from refseg_lib.reports.tables import latest_records
+from refseg_lib.reports.tables import latest_records, whole_budget
 from refseg_lib.reports.writing import provenance_notes, register_report, write_table
 
 JUSTIFIED = 0.9  # the run's share of the twice-as-long run's score
-DOUBLE_SUFFIX = "-2x"  # plan.DOUBLE_SUFFIX
 _JUDGED = {**{system: (model, variant, "overall_iou")
               for system, (model, variant) in LEADERBOARD.items()},
            "RIS (every object)": (*LEADERBOARD_RIS, "count_acc")}
@@ -55,12 +53,17 @@ def budget_report(records: pd.DataFrame, out_dir: Path) -> list[Path]:
         table = budget_table(group)
         if table.empty:
             continue
-        doubled = group[group["variant"].astype(str).str.contains(DOUBLE_SUFFIX, regex=False)]
+        judged = {(m, seeded(v, suffix)) for m, v, _ in _JUDGED.values()
+                  for suffix in ("", DOUBLE_SUFFIX)}
+        keys = pd.Series(list(zip(group["model"], group["variant"], strict=True)),
+                         index=group.index)
+        runs = group[keys.isin(judged) & (group["split"] == "val")
+                     & (group["style"] == "refshape")]
         notes = [f"Each system's full model (ShapeRef refshape, val) beside the same run trained "
                  f"twice as long (benchmarks/budget_check.py); the budget is justified when the "
                  f"run reaches {JUSTIFIED:.0%} of the longer run's score. Steps of all stages; "
                  "RIS on its own task's count accuracy, the others on overall IoU.",
-                 *provenance_notes(doubled)]
+                 *provenance_notes(runs)]
         written += write_table(table, f"budget_{dataset}-{profile}",
                                f"Were the budgets long enough? ({profile} profile)", notes,
                                out_dir)

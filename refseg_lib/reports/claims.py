@@ -28,7 +28,7 @@ import pandas as pd
 
 from refseg_lib.paper_numbers import GREF_GOOGLE, NOT_APPLICABLE, UNC, UNC_PLUS, paper_numbers
 from refseg_lib.reports.tables import MISSING, latest_records
-from refseg_lib.reports.writing import register_report, write_table
+from refseg_lib.reports.writing import register_report, scale_notes, write_table
 
 WEAK_BELOW = 1.0  # points: an ordering that holds by less is flagged as weak evidence
 VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not testable here")
@@ -458,5 +458,6 @@ def claims_report(records: pd.DataFrame, out_dir: Path) -> list[Path]:
         "than reproduced names its measured cause: every side below the untrained category "
         f"reader, a side still learning (more than {RISING:g} points of the claim's metric over "
         "the last fifth of its training), or none of these.",
+        *scale_notes(_quick_shapes(records)),
     ]
     return list(write_table(ledger.reset_index(), "CLAIMS", "Claims ledger", notes, out_dir))

@@ -8,21 +8,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from refseg_lib.experiments import CMSA_STEPS, DMN_STAGE_STEPS, PROFILES
-from refseg_lib.paper_numbers import (
-    UNC,
-    UNC_PLUS,
-)
+from refseg_lib.experiments import recipe_steps
 from refseg_lib.reports.dmn import DMN_METRICS
 from refseg_lib.reports.tables import (
-    PaperRef,
+    ablation_runs,
     beside_paper,
-    latest_records,
+    paper_row,
     results_table,
+    scale_table,
     versus_table,
     with_reference_rows,
+    with_scale,
 )
-from refseg_lib.reports.writing import register_report, write_model_tables
+from refseg_lib.reports.writing import benchmark_note, register_report, write_model_tables
 
 # ---------------------------------------------------------------------------------------------
 # Report: CMSA (Tables 2 and 3, against the other models, refshape vs refshape+)
@@ -48,7 +46,6 @@ CMSA_TABLE_3_RUNS = {
 # The full model of each paper beside the other models of the course, on one harness
 CMSA_VERSUS_RUNS = {("lstm_cnn", "base"): "LSTM-CNN", ("dmn", "base"): "DMN",
                     ("cmsa", "base"): "CMSA+GF"}
-_CMSA_STYLE_DATASET = {"refshape": UNC, "refshape+": UNC_PLUS}
 
 
 def cmsa_tables(records: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -58,29 +55,34 @@ def cmsa_tables(records: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
     Notebook 05 shows these and the ``cmsa`` report writes them, so both say the same.
     """
-    runs = latest_records(records)
+    runs = with_scale(records)
     cmsa = runs[runs["model"] == "cmsa"]
     tables = {}
     for name, mapping, table, metrics in (
             ("table2", CMSA_TABLE_2_RUNS, "Table 2", ["overall_iou"]),
             ("table3", CMSA_TABLE_3_RUNS, "Table 3", list(DMN_METRICS))):
         rows = cmsa[(cmsa["split"] == "val") & cmsa["variant"].isin(mapping)
-                    & cmsa["style"].isin(["", "refshape"])]
+                    & ablation_runs(cmsa)]
         if rows.empty:
             continue
-        ours = results_table(rows.assign(row=rows["variant"].map(mapping)), index=("row",),
-                             columns=(), metric=metrics, order={"row": list(mapping.values())})
-        refs = {r: PaperRef("CMSA", table, r) for r in ours.index}
-        tables[name] = beside_paper(with_reference_rows(ours, runs), refs)
+        rows = rows.assign(row=rows["variant"].map(mapping))
+        ours = results_table(rows, index=("row",), columns=(), metric=metrics,
+                             order={"row": list(mapping.values())})
+        refs = {r: ref for r, d, s in zip(rows["row"], rows["dataset"], rows["style"],
+                                          strict=True)
+                if (ref := paper_row("CMSA", table, r, d, s))}
+        scale = with_reference_rows(scale_table(rows, ("row",)), runs)
+        tables[name] = beside_paper(with_reference_rows(ours, runs), refs, scale=scale)
     versus = versus_table(runs, CMSA_VERSUS_RUNS)
     if versus is not None:
         tables["versus"] = versus
     base = cmsa[(cmsa["variant"] == "base") & (cmsa["style"] != "refshape-g")]
     if base["style"].nunique() > 1:
         ours = results_table(base, index=("style",), metric="overall_iou")
-        refs = {s: PaperRef("CMSA", "Table 1", "Ours", _CMSA_STYLE_DATASET[s])
-                for s in ours.index if s in _CMSA_STYLE_DATASET}
-        tables["styles"] = beside_paper(ours, refs, by="split", metric="overall_iou")
+        refs = {s: ref for d, s in set(zip(base["dataset"], base["style"], strict=True))
+                if (ref := paper_row("CMSA", "Table 1", "Ours", d, s))}
+        tables["styles"] = beside_paper(ours, refs, by="split", metric="overall_iou",
+                                        scale=scale_table(base, ("style",)))
     return tables
 
 
@@ -94,14 +96,21 @@ def cmsa_report(records: pd.DataFrame, out_dir: Path) -> list[Path]:
               "versus": "LSTM-CNN, DMN and CMSA+GF on one harness (overall IoU, %)",
               "styles": "CMSA+GF with and without location words: refshape vs refshape+ "
                         "beside UNC vs UNC+ (overall IoU)"}
-    notes = ["Ours: ShapeRef (refshape unless the row says otherwise), percent; the paper's: UNC "
-             "(RefCOCO) val unless the source says otherwise. ShapeRef is an analogue of the "
-             "benchmark, not the same test: compare orderings, not values.",
-             f"Quick profile: CMSA variants train {CMSA_STEPS['quick']} steps "
-             f"(experiments.CMSA_STEPS), DMN {' + '.join(map(str, DMN_STAGE_STEPS['quick']))} "
-             f"in two stages, LSTM-CNN {PROFILES['quick'].train.max_steps}. Floors and "
-             "ceiling: the untrained reference predictors on the same samples (notebook 00).",
-             "One-level rows (Table 2, CMSA-W, CMSA-S) read the paper's res5 at stride 8; the "
-             "quick profile reads its stride-8 level (CMSAConfig.single_level)."]
     return write_model_tables(records, out_dir, "cmsa", ["cmsa", "dmn", "lstm_cnn", "reference"],
-                               cmsa_tables, titles, notes, both_styles=True)
+                              cmsa_tables, titles, _cmsa_notes, both_styles=True)
+
+
+def _cmsa_notes(dataset: str, style: str, profile: str) -> list[str]:
+    first, both = (recipe_steps("dmn", v, profile) for v in ("base-lowres", "base"))
+    return [
+        benchmark_note(dataset, style)
+        + (" The styles table's refshape+ row stands beside UNC+ (RefCOCO+)."
+           if dataset == "shapes" else ""),
+        f"The {profile} profile's recipe: CMSA variants {recipe_steps('cmsa', profile=profile)} "
+        f"steps, DMN {first} + {both - first} in two stages, "
+        f"LSTM-CNN {recipe_steps('lstm_cnn', profile=profile)}; the scale columns and notes say "
+        "what each run trained. Floors and ceiling: the untrained reference predictors on the "
+        "same samples (notebook 00).",
+        "One-level rows (Table 2, CMSA-W, CMSA-S) read the paper's res5 at stride 8; the "
+        "quick profile reads its stride-8 level (CMSAConfig.single_level).",
+    ]

@@ -17,7 +17,6 @@ floors and ceiling. The ``leaderboard`` report writes, from those run records al
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -40,6 +39,8 @@ from refseg_lib.reports.tables import (
     latest_records,
     paper_metric,
     results_table,
+    scale_table,
+    whole_budget,
 )
 from refseg_lib.reports.writing import (
     bar_plot,
@@ -98,25 +99,6 @@ def leaderboard_runs(records: pd.DataFrame) -> pd.DataFrame:
         ms=1000.0 * picked["eval_time_s"] / picked["n"])
 
 
-def whole_budget(runs: pd.DataFrame, row: pd.Series) -> tuple[float, float]:
-    """(steps, training seconds) of a run plus those of the stages before it: a record's
-    ``config["init_from"]`` names the checkpoint ``<model>__<variant>__...`` it started from."""
-    if "train" not in (row["config"] or {}):  # an untrained reference predictor
-        return 0.0, 0.0
-    steps, seconds = float(row["config"]["train"]["max_steps"]), float(row["train_time_s"])
-    start = (row["config"] or {}).get("init_from")
-    if start:
-        model, variant = Path(start).name.split("__")[:2]
-        earlier = runs[(runs["model"] == model) & (runs["variant"] == variant)
-                       & (runs["style"] == row["style"]) & (runs["split"] == row["split"])
-                       & (runs["profile"] == row["profile"])]
-        if earlier.empty:
-            return math.nan, math.nan  # the earlier stage has no record: its cost is unknown
-        more = whole_budget(runs, earlier.iloc[0])
-        steps, seconds = steps + more[0], seconds + more[1]
-    return steps, seconds
-
-
 def _paper_refs(index: pd.Index) -> dict[tuple, PaperRef]:
     """Rows (system, style, split) -> the paper row, where the paper printed a number there."""
     wanted = {paper_metric(m) for m in METRICS}
@@ -145,10 +127,11 @@ def leaderboard_tables(records: pd.DataFrame) -> dict[str, pd.DataFrame]:
         order = {"system": list(SYSTEMS), "style": list(LEADERBOARD_STYLES)}
         index = ("system", "style", "split")
         ours = results_table(runs, index=index, columns=(), metric=list(METRICS), order=order)
-        full = beside_paper(ours, _paper_refs(ours.index))
+        full = beside_paper(ours, _paper_refs(ours.index), scale=scale_table(runs, index))
         cost = _cost(runs, index, order)
         paper = full["paper (%)"].dropna(axis=1, how="all")
         tables["full"] = pd.concat({"ours (%)": full["ours (%)"], "cost": cost,
+                                    "scale": full["scale"][["n", "short"]],
                                     "paper (%)": paper,
                                     "source": full[("source", "")].rename("").to_frame()},
                                    axis=1)
@@ -241,9 +224,11 @@ def phenomena_figure(phenomena: pd.DataFrame) -> Figure:
 def _notes(runs: pd.DataFrame) -> list[str]:
     return [
         "One harness for every system: ShapeRef at the profile's image size, the small_cnn "
-        "backbone, batch 16 and one recipe (experiments.PROFILES); each system trains for its "
-        "own budget (the steps column, all stages), the same runs as its notebook's ablation "
-        "table. Each system is its full model: DMN after its upsampling stage, CMSA with gated "
+        "backbone, batch 16 and one recipe (experiments.PROFILES); the recipe gives each "
+        "system its own budget (experiments.recipe_steps), and the same runs are its notebook's "
+        "ablation table. The steps column says what each run trained (all stages), n the "
+        "expressions it evaluated, short whether it stopped below its budget. Each system is "
+        "its full model: DMN after its upsampling stage, CMSA with gated "
         "fusion, MCN with GARAN and CEM and its mask after ASNLS, M3Att with IMI and LFR. "
         "Floors and ceiling: the untrained reference predictors (notebook 00) on the same "
         "samples: the biggest object, the biggest object of the named category, and the "

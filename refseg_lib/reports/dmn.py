@@ -7,11 +7,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from refseg_lib.reports.baselines import benchmark_label
+from refseg_lib.paper_numbers import UNC
 from refseg_lib.reports.tables import (
-    PaperRef,
+    ablation_runs,
+    benchmark_label,
+    benchmark_name,
     beside_paper,
+    paper_dataset,
+    paper_row,
     results_table,
+    scale_table,
     with_reference_rows,
 )
 from refseg_lib.reports.writing import (
@@ -43,7 +48,7 @@ def dmn_report(records: pd.DataFrame, out_dir: Path) -> list[Path]:
     """DMN Table 1 (ablations, testA) beside ours; the low-resolution stage, SRU vs LSTM."""
     runs = records[((records["model"] == "dmn")
                     | ((records["model"] == "only_vm") & (records["variant"] == "base")))
-                   & records["style"].isin(["", "refshape"])]  # the ablations' style
+                   & ablation_runs(records)]
     if not (runs["model"] == "dmn").any():
         return []
     written = []
@@ -51,19 +56,22 @@ def dmn_report(records: pd.DataFrame, out_dir: Path) -> list[Path]:
         suffix = f"{dataset}-{style}-{profile}" if style else f"{dataset}-{profile}"
         keyed = group.set_index(["model", "variant"]).index
         rows = group[[key in DMN_TABLE_1_RUNS for key in keyed]]
-        table_1 = results_table(rows.assign(row=[DMN_TABLE_1_RUNS[k] for k in zip(
-            rows["model"], rows["variant"], strict=True)]), index=("row", "split"), columns=(),
-            metric=DMN_METRICS, order={"row": list(DMN_TABLE_1_RUNS.values())})
+        rows = rows.assign(row=[DMN_TABLE_1_RUNS[k] for k in zip(
+            rows["model"], rows["variant"], strict=True)])
+        table_1 = results_table(rows, index=("row", "split"), columns=(), metric=DMN_METRICS,
+                                order={"row": list(DMN_TABLE_1_RUNS.values())})
         same = records[(records["dataset"] == dataset) & (records["profile"] == profile)]
         table_1 = with_reference_rows(table_1, same, split=None, style=style)
-        mapping = {(row, split): PaperRef("DMN", "Table 1", row)
-                   for row, split in table_1.index
-                   if split == "testA" and row in DMN_TABLE_1_RUNS.values()}
+        scale = with_reference_rows(scale_table(rows, ("row", "split")), same, split=None,
+                                    style=style)
+        mapping = {(row, split): ref for row, split in table_1.index
+                   if row in DMN_TABLE_1_RUNS.values()
+                   and (ref := paper_row("DMN", "Table 1", row, dataset, style, split))}
         bench = benchmark_label(dataset, style)
         md, csv = write_table(
-            beside_paper(table_1, mapping), f"dmn_table1_{suffix}",
+            beside_paper(table_1, mapping, scale=scale), f"dmn_table1_{suffix}",
             f"DMN Table 1 on {bench} ({profile} profile) beside the paper's (UNC testA)",
-            _dmn_notes(group), out_dir)
+            _dmn_notes(group, dataset, style), out_dir)
         low = group[group["variant"].str.endswith("-lowres")]
         low_table = results_table(low.assign(params=low["params"] / 1e6), index=(
             "variant", "split"), columns=(), metric=["overall_iou", "mean_iou", "Pr@0.5",
@@ -87,10 +95,20 @@ def dmn_report(records: pd.DataFrame, out_dir: Path) -> list[Path]:
     return written
 
 
-def _dmn_notes(runs: pd.DataFrame) -> list[str]:
+def _dmn_notes(runs: pd.DataFrame, dataset: str, style: str) -> list[str]:
+    ours = benchmark_name(dataset, style)
+    if dataset == "shapes":
+        paper = (f"the paper's: UNC (RefCOCO) testA, set beside our testA ({ours}'s testA is "
+                 "an analogue, not the same test).")
+    elif paper_dataset(dataset, style) == UNC:
+        paper = "the paper's: UNC (RefCOCO) testA, set beside our testA (the same benchmark)."
+    else:
+        paper = (f"the paper reports UNC (RefCOCO) testA only, another benchmark than {ours}: "
+                 "no paper column here.")
     return [
-        "Ours: overall IoU and Pr@X in percent on each split; the paper's: UNC (RefCOCO) "
-        "testA, set beside our testA (ShapeRef's testA is an analogue, not the same test).",
+        f"Ours: {ours}, overall IoU and Pr@X in percent on each split; {paper} Scale: n "
+        "expressions evaluated, training steps of both stages, and 'short' where a run trained "
+        "below its recipe's budget.",
         "DMN rows: two training stages (low resolution, then the upsampling module); Only VM "
         "is the image-only baseline of notebook 00b. Floors and ceiling: the untrained "
         "reference predictors (notebook 00) on the same samples.",

@@ -8,20 +8,21 @@ from pathlib import Path
 
 import pandas as pd
 
-from refseg_lib.experiments import M3ATT_STEPS
-from refseg_lib.paper_numbers import (
-    UNC,
-)
+from refseg_lib.experiments import recipe_steps
+from refseg_lib.paper_numbers import UNC
 from refseg_lib.reports.mcn import MCN_VERSUS_RUNS
 from refseg_lib.reports.tables import (
     PaperRef,
+    ablation_runs,
     beside_paper,
-    latest_records,
+    paper_row,
     results_table,
+    scale_table,
     versus_table,
     with_reference_rows,
+    with_scale,
 )
-from refseg_lib.reports.writing import register_report, write_model_tables
+from refseg_lib.reports.writing import benchmark_note, register_report, write_model_tables
 
 # ---------------------------------------------------------------------------------------------
 # Report: M3Att (the ablation, the LFR probe, the survey's main row, against the other models)
@@ -43,8 +44,8 @@ def m3att_tables(records: pd.DataFrame) -> dict[str, pd.DataFrame]:
     (the full model on every split beside the survey's RefCOCO row) and ``versus`` (the
     course's models on one harness). Notebook 07 shows these and the ``m3att`` report writes
     them."""
-    runs = latest_records(records)
-    m3att = runs[(runs["model"] == "m3att") & runs["style"].isin(["", "refshape"])]
+    runs = with_scale(records)
+    m3att = runs[(runs["model"] == "m3att") & ablation_runs(runs)]
     val = m3att[(m3att["split"] == "val") & m3att["variant"].isin(M3ATT_ABLATION_RUNS)]
     tables = {}
     if not val.empty:
@@ -53,7 +54,8 @@ def m3att_tables(records: pd.DataFrame) -> dict[str, pd.DataFrame]:
         ours = results_table(labelled, index=("row",), columns=(),
                              metric=["overall_iou", "mean_iou", "Pr@0.5", "Pr@0.7", "Pr@0.9"],
                              order=order)
-        tables["ablation"] = beside_paper(with_reference_rows(ours, runs), {})
+        scale = with_reference_rows(scale_table(labelled, ("row",)), runs)
+        tables["ablation"] = beside_paper(with_reference_rows(ours, runs), {}, scale=scale)
         probes = [p for p in M3ATT_PROBES if p in labelled]
         if probes:
             tables["probe"] = results_table(labelled, index=("row",), columns=(),
@@ -72,12 +74,15 @@ def m3att_tables(records: pd.DataFrame) -> dict[str, pd.DataFrame]:
         tables["seeds"] = results_table(rows, index=("row",), columns=("seed",),
                                         metric=metrics,
                                         order={"row": list(M3ATT_ABLATION_RUNS.values())}) * 100
-    full = m3att[m3att["variant"] == "lfr"]
+    full = m3att[m3att["variant"] == "lfr"].assign(row="M3Att (ours: +LFR)")
     if not full.empty:
-        ours = results_table(full.assign(row="M3Att (ours: +LFR)"), index=("row",),
-                             metric="overall_iou")
-        tables["main"] = beside_paper(ours, {"M3Att (ours: +LFR)": M3ATT_MAIN_ROW}, by="split",
-                                      metric="overall_iou")
+        ours = results_table(full, index=("row",), metric="overall_iou")
+        main = M3ATT_MAIN_ROW
+        refs = {row: ref for row, d, s in zip(full["row"], full["dataset"], full["style"],
+                                              strict=True)
+                if (ref := paper_row(main.paper, main.table, main.row, d, s))}
+        tables["main"] = beside_paper(ours, refs, by="split", metric="overall_iou",
+                                      scale=scale_table(full, ("row",)))
     versus = versus_table(runs, M3ATT_VERSUS_RUNS) if not m3att.empty else None
     if versus is not None:
         tables["versus"] = versus
@@ -95,20 +100,24 @@ def m3att_report(records: pd.DataFrame, out_dir: Path) -> list[Path]:
               "main": "M3Att full model beside its RefCOCO row (overall IoU)",
               "versus": "LSTM-CNN, DMN, CMSA+GF, MCN and M3Att on one harness "
                         "(overall IoU at 0.5, %)"}
-    notes = ["Ours: ShapeRef refshape, percent. ShapeRef is an analogue of the benchmark, not "
-             "the same test: compare orderings, not values.",
-             "The paper's full text and ablation could not be read (notebook 07's design note): "
-             "the model is our design from its abstract, and its only published numbers here "
-             "are the main RefCOCO row quoted by the authors' survey (arXiv 2508.00265, "
-             "Appendix Table 2), whose metric is uncertain.",
-             f"Quick profile: every M3Att run trains {M3ATT_STEPS['quick']} steps "
-             "(experiments.M3ATT_STEPS); the "
-             "MiniLM row keeps the pretrained encoder fixed.",
-             "Probes (models.m3att.word_recovery): closed-form linear probes fitted on 2000 "
-             "training expressions; word_recovery reads each word from the decoder's output, "
-             "word_recovery_input from its input, bag_recovery the expression's words from the "
-             "mean output word."]
     return write_model_tables(records, out_dir, "m3att",
-                               ["m3att", "mcn", "cmsa", "dmn", "lstm_cnn", "reference"],
-                               m3att_tables, titles,
-                               notes)
+                              ["m3att", "mcn", "cmsa", "dmn", "lstm_cnn", "reference"],
+                              m3att_tables, titles, _m3att_notes)
+
+
+def _m3att_notes(dataset: str, style: str, profile: str) -> list[str]:
+    return [
+        benchmark_note(dataset, style, "") + " The ablation has no paper column (below).",
+        "The paper's full text and ablation could not be read (notebook 07's design note): "
+        "the model is our design from its abstract, and its only published numbers here "
+        "are the main RefCOCO row quoted by the authors' survey (arXiv 2508.00265, "
+        "Appendix Table 2), whose metric is uncertain.",
+        f"The {profile} profile's recipe trains each M3Att run "
+        f"{recipe_steps('m3att', profile=profile)} steps (experiments.recipe_steps; the scale "
+        "columns and notes say what each run trained); the MiniLM row keeps the pretrained encoder "
+        "fixed.",
+        "Probes (models.m3att.word_recovery): closed-form linear probes fitted on 2000 "
+        "training expressions; word_recovery reads each word from the decoder's output, "
+        "word_recovery_input from its input, bag_recovery the expression's words from the "
+        "mean output word.",
+    ]

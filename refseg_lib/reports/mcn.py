@@ -9,19 +9,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from refseg_lib.experiments import MCN_STEPS
-from refseg_lib.paper_numbers import (
-    UNC,
-)
+from refseg_lib.experiments import get_profile, recipe_steps
 from refseg_lib.reports.tables import (
-    PaperRef,
+    ablation_runs,
     beside_paper,
-    latest_records,
+    paper_row,
     results_table,
+    scale_table,
     versus_table,
     with_reference_rows,
+    with_scale,
 )
-from refseg_lib.reports.writing import register_report, write_model_tables
+from refseg_lib.reports.writing import benchmark_note, register_report, write_model_tables
 
 # ---------------------------------------------------------------------------------------------
 # Report: MCN (Tables 1-3, REC beside RES, against the other models)
@@ -50,9 +49,8 @@ def mcn_tables(records: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
     Table 3's Single_REC rows have no RES number (their masks are their boxes filled in), as
     in the paper. Notebook 06b shows these and the ``mcn`` report writes them."""
-    runs = latest_records(records)
-    mcn = runs[(runs["model"] == "mcn") & (runs["split"] == "val")
-               & runs["style"].isin(["", "refshape"])]
+    runs = with_scale(records)
+    mcn = runs[(runs["model"] == "mcn") & (runs["split"] == "val") & ablation_runs(runs)]
     at = MCN_THRESHOLD_SUFFIX
     tables = {}
     for name, mapping, table, metrics in (
@@ -66,13 +64,16 @@ def mcn_tables(records: pd.DataFrame) -> dict[str, pd.DataFrame]:
         if rows.empty:
             continue
         present = [m for m in metrics if m in rows]
-        ours = results_table(rows.assign(row=rows["variant"].map(mapping)), index=("row",),
-                             columns=(), metric=present, order={"row": list(mapping.values())})
+        rows = rows.assign(row=rows["variant"].map(mapping))
+        ours = results_table(rows, index=("row",), columns=(), metric=present,
+                             order={"row": list(mapping.values())})
         if name == "table3" and f"mean_iou{at}" in ours:
             ours.loc[ours.index.str.startswith("Single_REC"), f"mean_iou{at}"] = math.nan
-        refs = {r: PaperRef("MCN", table, r, UNC) for r in ours.index
-                if "as printed" not in r}
-        tables[name] = beside_paper(with_reference_rows(ours, runs), refs)
+        refs = {r: ref for r, d, s in zip(rows["row"], rows["dataset"], rows["style"],
+                                          strict=True)
+                if "as printed" not in r and (ref := paper_row("MCN", table, r, d, s))}
+        scale = with_reference_rows(scale_table(rows, ("row",)), runs)
+        tables[name] = beside_paper(with_reference_rows(ours, runs), refs, scale=scale)
     versus = versus_table(runs, MCN_VERSUS_RUNS) if not mcn.empty else None
     if versus is not None:
         tables["versus"] = versus
@@ -90,17 +91,24 @@ def mcn_report(records: pd.DataFrame, out_dir: Path) -> list[Path]:
               "table3": "MCN Table 3 (network structures, val: REC Acc@0.5, RES mean IoU) "
                         "beside ours",
               "versus": "LSTM-CNN, DMN, CMSA+GF and MCN on one harness (overall IoU at 0.5, %)"}
-    notes = ["Ours: ShapeRef refshape, percent; the paper's: RefCOCO (UNC) val. RES numbers are "
-             "mean IoU with masks binarised at 0.35, MCN's protocol; REC is box Acc@0.5 (IoU > "
-             "0.5). ShapeRef is an analogue of the benchmark, not the same test: compare "
-             "orderings, not values.",
-             f"Quick profile: every MCN run trains {MCN_STEPS['quick']} steps "
-             "(experiments.MCN_STEPS); '13^2' is the stride-32 map (3x3 at 80 px), '52^2' the "
-             "stride-8 one (10x10).",
-             "Rows +X (roi, soft_nls, asnls) are the +CEM run evaluated with that "
-             "post-processing. +CEM is the official code's form (the log of the summed energy, "
-             "which couples the two maps); the rows 'eq. 9 as printed' train the paper's printed "
-             "eq. 9 and have no paper counterpart."]
     return write_model_tables(records, out_dir, "mcn",
-                               ["mcn", "cmsa", "dmn", "lstm_cnn", "reference"], mcn_tables,
-                               titles, notes)
+                              ["mcn", "cmsa", "dmn", "lstm_cnn", "reference"], mcn_tables,
+                              titles, _mcn_notes)
+
+
+def _mcn_notes(dataset: str, style: str, profile: str) -> list[str]:
+    size = get_profile(profile, "mcn").image_size
+    low, high = -(-size // 32), -(-size // 8)  # the maps' sides, rounded up
+    return [
+        benchmark_note(dataset, style) + " RES numbers are mean IoU with masks binarised at "
+        "0.35, MCN's protocol; REC is box Acc@0.5 (IoU > 0.5). Scale: n expressions "
+        "evaluated, training steps, and 'short' where a run trained below its recipe's budget.",
+        f"The {profile} profile's recipe trains each MCN run "
+        f"{recipe_steps('mcn', profile=profile)} steps (experiments.recipe_steps; the scale "
+        f"columns and notes say what each run trained); '13^2' is the stride-32 map ({low}x{low} "
+        f"at {size} px), '52^2' the stride-8 one ({high}x{high}).",
+        "Rows +X (roi, soft_nls, asnls) are the +CEM run evaluated with that "
+        "post-processing. +CEM is the official code's form (the log of the summed energy, "
+        "which couples the two maps); the rows 'eq. 9 as printed' train the paper's printed "
+        "eq. 9 and have no paper counterpart.",
+    ]

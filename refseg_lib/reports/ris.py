@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from refseg_lib.experiments import RIS_CURRICULUM_STEPS, RIS_STEPS
-from refseg_lib.reports.tables import latest_records, results_table
+from refseg_lib.experiments import recipe_steps
+from refseg_lib.reports.tables import benchmark_name, latest_records, results_table
 from refseg_lib.reports.writing import register_report, write_model_tables
 
 # ---------------------------------------------------------------------------------------------
@@ -67,16 +67,26 @@ def ris_report(records: pd.DataFrame, out_dir: Path) -> list[Path]:
     titles = {"curriculum": "RIS: curriculum against n + 2 steps from the start (val)",
               "splits": "RIS with the curriculum on every split",
               "plural": "RIS conditioned on 'all the <property>' beside all objects (val)"}
-    notes = ["Ours: ShapeRef scenes (3-6 objects), every object a class-agnostic instance "
-             "(data.instances.InstanceTask); 'plural': the objects an expression such as 'all "
-             "the red shapes' selects, our extension. Percent, except |DiC| (objects).",
-             "count_acc: emitted count equals the number of objects (stopping at the first "
-             "confidence < 0.5); sbd: symmetric best Dice; best_overlap: mean best IoU of each "
-             "object; ap@0.5: AP^r at IoU 0.5 over every step ranked by confidence; "
-             "overall_iou: the union of the emitted instances against the union of the objects.",
-             "The paper's own tables (CVPPP leaves, Pascal VOC people) could not be read here "
-             "(notebook 08): no paper column.",
-             f"Quick profile: every run trains {RIS_STEPS['quick']} steps (experiments.RIS_STEPS); "
-             f"with the curriculum, {RIS_CURRICULUM_STEPS['quick']} of them unroll two steps per "
-             "image."]
-    return write_model_tables(records, out_dir, "ris", ["ris"], ris_tables, titles, notes)
+    return write_model_tables(records, out_dir, "ris", ["ris"], ris_tables, titles, _ris_notes)
+
+
+def _ris_notes(dataset: str, style: str, profile: str) -> list[str]:
+    return [
+        "Ours: ShapeRef scenes (3-6 objects), every object a class-agnostic instance "
+        "(data.instances.InstanceTask); 'plural': the objects an expression such as 'all "
+        "the red shapes' selects, our extension. Percent, except |DiC| (objects)."
+        if dataset == "shapes" else
+        f"Ours: {benchmark_name(dataset, style)}, every annotated object of an image a "
+        "class-agnostic instance (data.instances.InstanceTask). Percent, except |DiC| "
+        "(objects).",
+        "count_acc: emitted count equals the number of objects (stopping at the first "
+        "confidence < 0.5); sbd: symmetric best Dice; best_overlap: mean best IoU of each "
+        "object; ap@0.5: AP^r at IoU 0.5 over every step ranked by confidence; "
+        "overall_iou: the union of the emitted instances against the union of the objects.",
+        "The paper's own tables (CVPPP leaves, Pascal VOC people) could not be read here "
+        "(notebook 08): no paper column.",
+        f"The {profile} profile's recipe trains each run "
+        f"{recipe_steps('ris', 'all', profile)} steps (experiments.recipe_steps); with the "
+        f"curriculum, {recipe_steps('ris', 'all-stage1', profile)} of them unroll two steps "
+        "per image. The scale notes say what each run trained.",
+    ]

@@ -1,5 +1,7 @@
-"""Run records -> tables: metric names, the newest record of each run, tables of ours, ours beside
-the papers' numbers (``beside_paper``), one model against the others (``versus_table``).
+"""Run records -> tables: metric names, the newest record of each run and its scale (expressions
+evaluated, training steps against the recipe's budget), benchmarks and the papers' benchmark each
+is set beside, tables of ours, ours beside the papers' numbers (``beside_paper``), one model
+against the others (``versus_table``).
 """
 
 from __future__ import annotations
@@ -7,10 +9,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
+from refseg_lib.data.refer import SPLIT_SCHEMES
+from refseg_lib.experiments import PROFILES, recipe_steps
 from refseg_lib.paper_numbers import (
+    RECORD_DATASETS,
+    UNC,
+    UNC_PLUS,
     paper_numbers,
 )
 
@@ -30,6 +38,15 @@ REFERENCE_ROWS = {("reference", "largest_object"): "floor: largest object (untra
 
 # Our metric names (run records) -> the papers' (refseg_lib.paper_numbers), by base name.
 _PAPER_METRIC = {"overall_iou": "overall IoU", "mean_iou": "mean IoU", "IE": "IE"}
+
+# ShapeRef's expression styles -> the benchmark each imitates (notebook 00), whose paper numbers
+# a ShapeRef run is set beside (refshape-g imitates G-Ref, whose split differs between papers).
+SHAPES_ANALOGUES = {"refshape": UNC, "refshape+": UNC_PLUS}
+# The scale of a run (``with_scale``): expressions evaluated per split, training steps of all
+# stages, the recipe's budget for the run, and whether it trained below that budget.
+SCALE = ("n", "steps", "recipe_steps", "short")
+_REFER_NAMES = {"refcoco": "RefCOCO", "refcoco+": "RefCOCO+", "refcocog": "RefCOCOg",
+                "refclef": "RefCLEF"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -77,6 +94,141 @@ def latest_records(records: pd.DataFrame, keys: Sequence[str] = RUN_KEYS) -> pd.
     frame = frame.sort_values(["created", "source", "git_revision"], kind="mergesort")
     frame = frame.drop_duplicates(list(keys), keep="last")
     return frame.sort_values(list(keys), kind="mergesort").reset_index(drop=True)
+
+
+def whole_budget(runs: pd.DataFrame, row: pd.Series) -> tuple[float, float]:
+    """(steps, training seconds) of a run plus those of the stages before it: a record's
+    ``config["init_from"]`` names the checkpoint ``<model>__<variant>__...`` it started from, whose
+    record is the one of the same dataset, style, split and profile in ``runs``. An untrained
+    reference predictor has (0, 0); a record without its training settings, or whose earlier
+    stage has no record in ``runs``, NaN: its cost is unknown, not guessed."""
+    config = row.get("config") if isinstance(row.get("config"), Mapping) else {}
+    if "train" not in config:
+        return (0.0, 0.0) if row.get("model") == "reference" else (math.nan, math.nan)
+    steps = float(config["train"]["max_steps"])
+    seconds = float(row.get("train_time_s", math.nan))
+    start = config.get("init_from")
+    if start:
+        model, variant = Path(start).name.split("__")[:2]
+        same = (runs["model"] == model) & (runs["variant"] == variant)
+        for key in ("dataset", "style", "split", "profile"):
+            same &= runs[key] == row[key]
+        if not same.any():
+            return math.nan, math.nan
+        more = whole_budget(runs, runs[same].iloc[0])
+        steps, seconds = steps + more[0], seconds + more[1]
+    return steps, seconds
+
+
+def with_scale(records: pd.DataFrame) -> pd.DataFrame:
+    """``latest_records(records)`` with the scale of each run (``SCALE``): ``n``, the expressions
+    it evaluated (the metric ``n``, else ``config["eval_samples"]``), ``steps``, its training
+    steps of all stages (``whole_budget``), ``recipe_steps``, what the course's recipe gives that
+    run in its profile (``experiments.recipe_steps``), and ``short``: steps below the recipe's.
+
+    Records that already carry these columns are returned as they are: ``build_reports`` adds
+    them once from every record, so that a run's earlier stage is found even in a table that
+    keeps only its final stage.
+    """
+    frame = latest_records(records)
+    if set(SCALE) <= set(frame.columns):
+        return frame
+    configs = [c if isinstance(c, Mapping) else {} for c in
+               frame.get("config", pd.Series([None] * len(frame), index=frame.index))]
+    asked = pd.Series([c.get("eval_samples") for c in configs], index=frame.index, dtype=float)
+    n = pd.to_numeric(frame["n"], errors="coerce") if "n" in frame else asked * math.nan
+    steps = [whole_budget(frame, row)[0] for _, row in frame.iterrows()]
+    recipe = [float(recipe_steps(m, v, p)) if p in PROFILES else math.nan
+              for m, v, p in zip(frame["model"], frame["variant"], frame["profile"], strict=True)]
+    return frame.assign(n=n.fillna(asked), steps=steps, recipe_steps=recipe,
+                        short=[s < r for s, r in zip(steps, recipe, strict=True)])
+
+
+def scale_table(runs: pd.DataFrame, index: Sequence[str]) -> pd.DataFrame:
+    """The scale (``SCALE``) of the runs behind each row of a table indexed by ``index`` (as
+    ``results_table``'s): n, or "least–most" where the row's records evaluated different numbers;
+    the fewest steps and recipe steps of the row's records; short if any of them is."""
+
+    def span(values: pd.Series) -> float | str:
+        found = values.dropna()
+        if found.nunique() > 1:
+            return f"{found.min():.0f}–{found.max():.0f}"
+        return float(found.iloc[0]) if len(found) else math.nan
+
+    groups = with_scale(runs).groupby(list(index), sort=False)
+    return pd.DataFrame({"n": groups["n"].agg(span), "steps": groups["steps"].min(),
+                         "recipe_steps": groups["recipe_steps"].min(),
+                         "short": groups["short"].any()})
+
+
+def short_cell(short: object, steps: float, recipe: float) -> str | None:
+    """A table's "short" cell: "yes: 5 of 900 steps" below the recipe's budget, "unknown" where
+    the steps are, "no" otherwise; None (no cell) for a row whose scale is not known at all."""
+    if _is_missing(steps) and _is_missing(recipe):
+        return None
+    if not _is_missing(short) and bool(short):
+        return f"yes: {steps:.0f} of {recipe:.0f} steps"
+    return "unknown" if _is_missing(steps) and recipe > 0 else "no"
+
+
+def scale_cells(scale: pd.DataFrame, *, recipe: bool = False) -> pd.DataFrame:
+    """``scale_table``'s numbers as a table shows them: ``n`` and ``steps`` as whole numbers
+    (None where unknown), ``recipe steps`` with ``recipe``, and the ``short`` marker."""
+
+    def whole(value: object) -> object:
+        return None if _is_missing(value) else value if isinstance(value, str) else int(value)
+
+    cells = {"n": [whole(v) for v in scale["n"]], "steps": [whole(v) for v in scale["steps"]]}
+    if recipe:
+        cells["recipe steps"] = [whole(v) for v in scale["recipe_steps"]]
+    cells["short"] = [short_cell(s, float(t), float(r)) for s, t, r in
+                      zip(scale["short"], scale["steps"], scale["recipe_steps"], strict=True)]
+    return pd.DataFrame(cells, index=scale.index, dtype=object)
+
+
+# ---------------------------------------------------------------------------------------------
+# Benchmarks
+# ---------------------------------------------------------------------------------------------
+
+
+def record_scheme(dataset: str, style: str) -> str:
+    """A record's split scheme (a REFER dataset: "unc", "google", "umd", "berkeley") or expression
+    style (ShapeRef); "" (REFER records written before they carried their scheme) is the
+    dataset's default scheme."""
+    if style:
+        return style
+    return "refshape" if dataset == "shapes" else SPLIT_SCHEMES.get(dataset, ("",))[0]
+
+
+def benchmark_label(dataset: str, style: str) -> str:
+    """``"refcoco/unc"``, ``"shapes/refshape+"``; a record without a style: its dataset."""
+    return f"{dataset}/{style}" if style else dataset
+
+
+def benchmark_name(dataset: str, style: str) -> str:
+    """The benchmark in words: "ShapeRef refshape", "RefCOCO (UNC split)"."""
+    scheme = record_scheme(dataset, style)
+    if dataset == "shapes":
+        return f"ShapeRef {scheme}"
+    split = scheme.upper() if scheme in ("unc", "umd") else scheme.capitalize()
+    return f"{_REFER_NAMES.get(dataset, dataset)} ({split} split)" if scheme else dataset
+
+
+def paper_dataset(dataset: str, style: str) -> str | None:
+    """The papers' benchmark (a ``paper_numbers`` dataset name) a record of ``dataset`` /
+    ``style`` is set beside: a REFER dataset's own under its split scheme
+    (``paper_numbers.RECORD_DATASETS``), for ShapeRef the benchmark its style imitates
+    (``SHAPES_ANALOGUES``); None where the papers report none."""
+    scheme = record_scheme(dataset, style)
+    if dataset == "shapes":
+        return SHAPES_ANALOGUES.get(scheme)
+    return RECORD_DATASETS.get((dataset, scheme))
+
+
+def ablation_runs(runs: pd.DataFrame) -> pd.Series:
+    """Which records the ablation tables read: on ShapeRef its ablation style ``refshape`` (the
+    other styles are the leaderboard's), on a REFER dataset every record."""
+    return (runs["dataset"] != "shapes") | runs["style"].isin(["", "refshape"])
 
 
 def require_columns(frame: pd.DataFrame, needed: Iterable[str], what: str) -> None:
@@ -179,6 +331,18 @@ class PaperRef:
         return f"{self.paper} {self.table}, row {self.row!r}" + (f" ({where})" if where else "")
 
 
+def paper_row(paper: str, table: str, row: str, dataset: str, style: str,
+              split: str | None = None) -> PaperRef | None:
+    """``PaperRef(paper, table, row)`` on the papers' benchmark of a record of ``dataset`` /
+    ``style`` (``paper_dataset``; ``split`` too where given), or None where the paper prints no
+    number of that row there: a RefCOCOg Google-split record is never set beside a UMD number."""
+    target = paper_dataset(dataset, style)
+    where = {"split": split} if split else {}
+    if target is None or paper_numbers(paper, table, row=row, dataset=target, **where).empty:
+        return None
+    return PaperRef(paper, table, row, target, split)
+
+
 def _as_ref(ref: PaperRef | Sequence[str]) -> PaperRef:
     return ref if isinstance(ref, PaperRef) else PaperRef(*ref)
 
@@ -201,7 +365,8 @@ def _paper_value(ref: PaperRef, metric: str, split: str | None) -> tuple[float, 
 
 
 def beside_paper(ours: pd.DataFrame, mapping: Mapping[Hashable, PaperRef | Sequence[str]], *,
-                 by: str = "metric", metric: str | None = None) -> pd.DataFrame:
+                 by: str = "metric", metric: str | None = None,
+                 scale: pd.DataFrame | None = None) -> pd.DataFrame:
     """``ours`` with the papers' numbers beside it, both in percent, and the source of each row.
 
     ``ours`` has one column level: our metric names (``by="metric"``, e.g. the table of
@@ -212,6 +377,9 @@ def beside_paper(ours: pd.DataFrame, mapping: Mapping[Hashable, PaperRef | Seque
     of ``ours``, then ``("source", "")``: paper, table, row and where the paper measured it,
     e.g. "DMN Table 1: Only VM (UNC (RefCOCO) testA)". A row with no paper counterpart gets
     NaN and the source "—"; so does a metric or split the paper does not report.
+    ``scale`` (``scale_table`` of the rows' runs) adds, after ours, the columns ``("scale",
+    "n")``, ``("scale", "steps")`` and ``("scale", "short")``: no number of ours stands beside a
+    paper's without the size of its evaluation and training, nor a short run unmarked.
     """
     if isinstance(ours.columns, pd.MultiIndex):
         raise ValueError("beside_paper takes a table with one column level (metrics or splits)")
@@ -239,7 +407,10 @@ def beside_paper(ours: pd.DataFrame, mapping: Mapping[Hashable, PaperRef | Seque
             raise ValueError(f"{ref.label()} reports none of {sorted(set(metrics.values()))}")
         paper.iloc[rows[key]] = [value for value, _ in found]
         source.iloc[rows[key]] = f"{ref.paper} {ref.table}: {ref.row} ({'; '.join(where)})"
-    table = pd.concat({"ours (%)": ours.astype(float) * 100.0, "paper (%)": paper}, axis=1)
+    parts = {"ours (%)": ours.astype(float) * 100.0}
+    if scale is not None:
+        parts["scale"] = scale_cells(scale.reindex(ours.index))
+    table = pd.concat({**parts, "paper (%)": paper}, axis=1)
     table[("source", "")] = source
     return table
 
@@ -266,10 +437,10 @@ def with_reference_rows(ours: pd.DataFrame, runs: pd.DataFrame, *, split: str | 
 def versus_table(runs: pd.DataFrame, rows: Mapping[tuple[str, str], str]
                  ) -> pd.DataFrame | None:
     """Overall IoU (%) per split of the runs ``rows`` names by (model, variant), on the style
-    of the ablations (``refshape``; a REFER dataset has none), with the ``REFERENCE_ROWS`` below
-    them; None when none of the runs is recorded."""
+    of the ablations (``ablation_runs``: ShapeRef's ``refshape``), with the ``REFERENCE_ROWS``
+    below them; None when none of the runs is recorded."""
     keyed = pd.Series(list(zip(runs["model"], runs["variant"], strict=True)), index=runs.index)
-    located = runs["style"].isin(["", "refshape"])
+    located = ablation_runs(runs)
     if not (keyed.isin(list(rows)) & located).any():
         return None
     rows = {**rows, **REFERENCE_ROWS}

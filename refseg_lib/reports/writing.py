@@ -5,6 +5,7 @@ notes every report carries (provenance), the registry of reports (``register_rep
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -21,9 +22,14 @@ from refseg_lib.reports.tables import (
     MD_FLOAT_FORMAT,
     MISSING,
     REFERENCE_ROWS,
+    SPLIT_ORDER,
+    benchmark_label,
+    benchmark_name,
     latest_records,
+    paper_dataset,
     require_columns,
     sort_key,
+    with_scale,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -210,7 +216,8 @@ def _thresholds(records: pd.DataFrame) -> list[str]:
 
 
 def provenance_notes(records: pd.DataFrame) -> list[str]:
-    """Notes naming the threshold and the run records behind a table (grouped by source).
+    """Notes naming the threshold, the scale (``scale_notes``) and the run records behind a table
+    (grouped by source).
 
     Record files are named without their folder, so the notes do not depend on the machine.
     """
@@ -219,7 +226,7 @@ def provenance_notes(records: pd.DataFrame) -> list[str]:
     notes = [f"Masks binarised at probability > {PRIMARY_THRESHOLD:g} (the library's fixed "
              "threshold; a metric suffixed @t uses t)"
              + (f"; the runs evaluated thresholds {', '.join(thresholds)}." if thresholds
-                else ".")]
+                else "."), *scale_notes(records)]
     groups = frame.groupby(["source", "profile", "git_revision"], sort=True)
     for (source, profile, revision), runs in groups:
         created = sorted(runs["created"])
@@ -229,6 +236,133 @@ def provenance_notes(records: pd.DataFrame) -> list[str]:
                      f"(profile {profile or '?'}, git {revision or '?'}, created {when or '?'})"
                      + (f": {', '.join(files)}." if files else "."))
     return notes
+
+
+def _count(value: float) -> str:
+    return "?" if pd.isna(value) else f"{value:.0f}"
+
+
+def _runs_scale(frame: pd.DataFrame) -> pd.DataFrame:
+    """``with_scale``'s records gathered per run (its splits together): model, variant, label
+    (with the benchmark, and the profile, where the records hold several), ``n`` as {split: n},
+    steps, recipe and short."""
+    several = frame[["dataset", "style"]].drop_duplicates().shape[0] > 1
+    profiles = frame["profile"].nunique() > 1
+    rank = {s: i for i, s in enumerate(SPLIT_ORDER)}
+    rows = []
+    for (model, variant, dataset, style, profile), run in frame.groupby(
+            ["model", "variant", "dataset", "style", "profile"], sort=True):
+        where = f" on {benchmark_label(dataset, style)}"
+        suffix = f" ({profile})" if profiles and profile else ""
+        splits = sorted(zip(run["split"], run["n"], strict=True),
+                        key=lambda sn: (rank.get(sn[0], len(rank)), sn[0]))
+        rows.append({"model": model, "variant": variant,
+                     "label": f"{model}/{variant}{where if several else ''}{suffix}",
+                     "named": f"{model}/{variant}{where}{suffix}",
+                     "n": {s: n for s, n in splits if pd.notna(n)},
+                     "steps": run["steps"].min(), "recipe": run["recipe_steps"].min(),
+                     "short": bool(run["short"].any())})
+    return pd.DataFrame(rows)
+
+
+def _per_split(n: Mapping[str, float]) -> str:
+    """"500", or split by split where the splits differ: "val 3, testA 2"."""
+    if len(set(n.values())) == 1:
+        return _count(next(iter(n.values())))
+    return ", ".join(f"{s} {_count(v)}" for s, v in n.items()) or "?"
+
+
+def _evaluated(n: Mapping[str, float]) -> str:
+    """"500 expressions per split" or "val 3, testA 2 expressions"."""
+    per_split = " per split" if len(set(n.values())) == 1 else ""
+    return f"{_per_split(n)} expressions{per_split}"
+
+
+def _most_common(values: pd.Series) -> float:
+    """The most frequent value (the largest of a tie: a whole run's steps rather than its first
+    stage's), so that the notes do not depend on the records' order."""
+    return values.value_counts().sort_index(ascending=False).idxmax()
+
+
+def _steps_per_model(trained: pd.DataFrame) -> str:
+    """"cmsa 700 (1400: base-2x), mcn 900": each model's usual steps, then its other runs'."""
+    parts = []
+    for model, own in trained.groupby("model", sort=True):
+        steps = own["steps"].fillna(-1.0)  # -1: unknown
+        usual = _most_common(steps)
+        others = "; ".join(f"{_count(v) if v >= 0 else '?'}: "
+                           + ", ".join(sorted(set(own.loc[steps == v, "variant"])))
+                           for v in sorted(set(steps) - {usual}))
+        parts.append(f"{model} {_count(usual) if usual >= 0 else '?'}"
+                     + (f" ({others})" if others else ""))
+    return ", ".join(parts)
+
+
+def scale_notes(records: pd.DataFrame) -> list[str]:
+    """The scale of the runs behind a table (``tables.with_scale``): the expressions each
+    evaluated per split (n) and the steps each trained (all stages), against the budget the
+    course's recipe gives it (``experiments.recipe_steps``); then, in a note of their own, the runs
+    trained below that budget ("short"), each named, so that no table passes a short run off
+    as the recipe's result. One compact line where the runs agree, run by run where they differ.
+    """
+    frame = with_scale(records)
+    if frame.empty:
+        return []
+    runs = _runs_scale(frame)
+    single = runs["n"].map(lambda n: next(iter(n.values())) if len(set(n.values())) == 1
+                           else math.nan)
+    common = _most_common(single.dropna()) if single.notna().any() else math.nan
+    odd = runs[single != common]
+    listed = [f"{label} ({_per_split(n)})" for label, n in zip(odd["label"], odd["n"],
+                                                                strict=True)]
+    if math.isnan(common):  # no run evaluated the same number on each split
+        text = f"Scale: expressions evaluated per split (n): {'; '.join(listed)}"
+    else:
+        text = (f"Scale: {_count(common)} expressions evaluated per split (n)"
+                + (f", except {'; '.join(listed)}" if listed else ""))
+    profiles = sorted(set(frame["profile"]) - {""})
+    budget = f"the {profiles[0]} profile's" if len(profiles) == 1 else "its profile's"
+    trained = runs[runs["recipe"] > 0]
+    if len(trained):
+        text += f"; training steps per run, all stages: {_steps_per_model(trained)}"
+        above = [f"{r['label']} ({_count(r['steps'])} of {_count(r['recipe'])})"
+                 for _, r in trained[trained["steps"] > trained["recipe"]].iterrows()]
+        unknown = list(trained.loc[trained["steps"].isna(), "label"])
+        if not above and not unknown and not trained["short"].any():
+            text += (f"; each the run's budget in {budget} recipe (a first stage's: its "
+                     "stage's; a -2x run's: twice the budget)")
+        if above:
+            text += f"; above the recipe's budget: {', '.join(above)}"
+        if unknown:
+            text += ("; steps unknown (an earlier stage or the training settings not "
+                     f"recorded): {', '.join(unknown)}")
+    if (runs["recipe"] == 0).any():
+        text += "; the untrained reference predictors train none"
+    notes = [text + "."]
+    short = runs[runs["short"]]
+    if len(short):
+        named = "; ".join(f"{r['named']} trained {_count(r['steps'])} of "
+                          f"{_count(r['recipe'])} steps, evaluated on {_evaluated(r['n'])}"
+                          for _, r in short.iterrows())
+        notes.append(f"**Short runs**, below {budget} budget: {named}. Their numbers are not "
+                     "the recipe's result; a table sets them beside the papers only for "
+                     "completeness.")
+    return notes
+
+
+def benchmark_note(dataset: str, style: str, where: str = "val") -> str:
+    """A table's first note: our benchmark and the paper's it is set beside (on ``where``)."""
+    ours, paper = benchmark_name(dataset, style), paper_dataset(dataset, style)
+    where = f" {where}" if where else ""
+    if dataset == "shapes":
+        return (f"Ours: {ours}, percent; the paper's: {paper or 'its own benchmark'}{where}. "
+                "ShapeRef is an analogue of the benchmark, not the same test: compare "
+                "orderings, not values.")
+    if paper is None:
+        return (f"Ours: {ours}, percent; none of the papers reports on this benchmark, so the "
+                "paper columns stay empty.")
+    return (f"Ours: {ours}, percent; a paper's number beside it is of the same benchmark, "
+            f"{paper}{where}; an empty paper cell: the paper has no number there.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,7 +403,7 @@ def build_reports(records: pd.DataFrame, out_dir: str | Path | None = None,
         raise ValueError(f"unknown report(s) {unknown}; registered: {sorted(REPORT_BUILDERS)}")
     out = _out_dir(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    runs = latest_records(records)
+    runs = with_scale(records)  # the scale from every record: a stage's is found for any table
     written: list[Path] = []
     for name in names or REPORT_BUILDERS:
         written += REPORT_BUILDERS[name](runs, out)
@@ -305,20 +439,27 @@ def write_index(written: Sequence[Path], out_dir: Path) -> Path:
 
 
 def write_model_tables(records: pd.DataFrame, out_dir: Path, prefix: str, models: list[str],
-                        tables: Callable[[pd.DataFrame], dict[str, pd.DataFrame]],
-                        titles: Mapping[str, str], notes: Sequence[str], *,
-                        both_styles: bool = False) -> list[Path]:
-    """Write ``tables(records of models)`` as ``<prefix>_<name>_<dataset>-<profile>`` for each
-    benchmark and profile, with ``notes`` and the records' provenance. On ShapeRef the ablations
-    are ``refshape`` runs: the other styles' records (the leaderboard's) are left out, except
-    ``refshape+`` with ``both_styles``."""
+                       tables: Callable[[pd.DataFrame], dict[str, pd.DataFrame]],
+                       titles: Mapping[str, str], notes: Callable[[str, str, str], Sequence[str]],
+                       *, both_styles: bool = False) -> list[Path]:
+    """Write ``tables(records of models)`` as ``<prefix>_<name>_<benchmark>-<profile>`` for each
+    benchmark and profile, with ``notes(dataset, style, profile)`` and the records' provenance.
+    On ShapeRef (``shapes``) the ablations are ``refshape`` runs: the other styles' records (the
+    leaderboard's) are left out, except ``refshape+`` with ``both_styles``. A REFER dataset's
+    records are grouped by split scheme (``refcoco-unc``; ``refcoco`` for records without one)."""
     written = []
     for (dataset, profile), group in records.groupby(["dataset", "profile"]):
         related = group[group["model"].isin(models)]
-        kept = ("", "refshape", "refshape+") if both_styles else ("", "refshape")
-        related = related[related["style"].isin(kept)]
-        for name, table in tables(related).items():
-            written += write_table(table, f"{prefix}_{name}_{dataset}-{profile}",
-                                   f"{titles[name]} ({profile} profile)",
-                                   [*notes, *provenance_notes(related)], out_dir)
+        if dataset == "shapes":
+            kept = ("", "refshape", "refshape+") if both_styles else ("", "refshape")
+            parts = {("refshape", dataset): related[related["style"].isin(kept)]}
+        else:
+            parts = {(style, f"{dataset}-{style}" if style else dataset): part
+                     for style, part in related.groupby("style")}
+        for (style, bench), part in parts.items():
+            for name, table in tables(part).items():
+                written += write_table(table, f"{prefix}_{name}_{bench}-{profile}",
+                                       f"{titles[name]} ({profile} profile)",
+                                       [*notes(dataset, style, profile),
+                                        *provenance_notes(part)], out_dir)
     return written
