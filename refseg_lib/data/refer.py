@@ -42,13 +42,12 @@ from pycocotools import mask as mask_utils
 from torch.utils.data import Dataset
 
 from refseg_lib.data.refer_layout import (
-    COCO_IMAGES_URL,
     IMAGE_DIRS,
-    SAIAPR_IMAGES_URL,
     SPLIT_SCHEMES,
     DataError,
     check_dataset,
     default_image_root,
+    images_source,
     locate,
 )
 from refseg_lib.data.types import Sample
@@ -64,14 +63,10 @@ _REF_KEYS = ("ref_id", "ann_id", "image_id", "split", "sentences")
 def _missing_image(path: Path, dataset: str, image_root: Path) -> FileNotFoundError:
     """A FileNotFoundError that says which image is missing, where to get it and how to point
     at a folder elsewhere (``refer_check`` checks the first images before any training)."""
-    if dataset == "refclef":
-        source = f"the ReferIt (saiapr_tc-12) images {SAIAPR_IMAGES_URL}"
-    else:
-        source = f"the COCO train2014 images (https://cocodataset.org/#download, {COCO_IMAGES_URL})"
     return FileNotFoundError(
-        f"missing {path}\nGet {source}.\nImages are read from {image_root}: set the folder "
-        "with --image-root or $REFSEG_IMAGE_ROOT (image_root= in Python), the data root with "
-        "--data-root or $REFSEG_DATA; data/README.md shows the whole layout."
+        f"missing {path}\nGet {images_source(dataset)}.\nImages are read from {image_root}: "
+        "set the folder with --image-root or $REFSEG_IMAGE_ROOT (image_root= in Python), the "
+        "data root with --data-root or $REFSEG_DATA; data/README.md shows the whole layout."
     )
 
 

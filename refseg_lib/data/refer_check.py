@@ -13,13 +13,12 @@ from pathlib import Path
 
 from refseg_lib.data.refer import ReferAnnotations, ReferDataset, load_refer_annotations
 from refseg_lib.data.refer_layout import (
-    COCO_IMAGES_URL,
-    SAIAPR_IMAGES_URL,
     SPLIT_SCHEMES,
     DataError,
     ReferLocation,
     annotation_files,
     default_image_root,
+    images_source,
     locate,
     schemes_in,
 )
@@ -81,10 +80,7 @@ def image_problem(location: ReferLocation, annotations: ReferAnnotations,
 
 
 def _get_images(location: ReferLocation) -> str:
-    if location.dataset == "refclef":
-        source = f"the ReferIt (saiapr_tc-12) images {SAIAPR_IMAGES_URL}"
-    else:
-        source = f"the COCO train2014 images (https://cocodataset.org/#download, {COCO_IMAGES_URL})"
+    source = images_source(location.dataset)
     default = default_image_root(location.root, location.dataset)
     return (f"Get {source} and unzip them into {default}, or point "
             f"{location.named.fix('image_root', '<folder>')} at where they are.")

@@ -47,6 +47,13 @@ def default_image_root(root: str | Path, dataset: str) -> Path:
     return Path(root) / IMAGE_DIRS[dataset]
 
 
+def images_source(dataset: str) -> str:
+    """Where the images of ``dataset`` are downloaded from, as a message says it."""
+    if dataset == "refclef":
+        return f"the ReferIt (saiapr_tc-12) images {SAIAPR_IMAGES_URL}"
+    return f"the COCO train2014 images (https://cocodataset.org/#download, {COCO_IMAGES_URL})"
+
+
 def check_dataset(dataset: str, split_by: str | None = None) -> str:
     """Validate ``dataset`` (and ``split_by``); return the split scheme, the default if None."""
     if dataset not in SPLIT_SCHEMES:
