@@ -17,9 +17,11 @@ setup-cells}``.
   sentences per split, images found) and what to do about each problem.
 
 A REFER dataset is read from ``--data-root`` (or ``$REFSEG_DATA``) with ``--split-by`` (or
-``$REFSEG_SPLIT_BY``) and its images from ``--image-root`` (or ``$REFSEG_IMAGE_ROOT``);
-``train`` and ``evaluate`` check all of it before any work, and a wrong setting stops them with
-a message that names it and says what to do.
+``$REFSEG_SPLIT_BY``) and its images from ``--image-root`` (or ``$REFSEG_IMAGE_ROOT``).
+``train`` and ``evaluate`` check every value before any work (counts are whole numbers of at
+least 1, the model and its ``--model-config``, the variant name, the starting checkpoint, the
+data and every split), and a wrong one stops them with a message that names it and says what
+to do.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ from pathlib import Path
 
 from refseg_lib.data import REFER_DATASETS
 from refseg_lib.data.refer_check import DataError
-from refseg_lib.paths import REPO_ROOT, notebooks_dir, reports_dir
+from refseg_lib.engine import CheckpointError
+from refseg_lib.experiments import SettingError
+from refseg_lib.paths import REPO_ROOT, atomic_write_text, notebooks_dir, reports_dir
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
@@ -122,7 +126,7 @@ def report() -> list[Path]:
         head, rest = text.split(README_START, 1)
         text = (f"{head}{README_START}\n{readme_section(records)}\n{README_END}"
                 f"{rest.split(README_END, 1)[1]}")
-        readme.write_text(text, encoding="utf-8")
+        atomic_write_text(readme, text)
     for path in written:
         print(f"[report] {path.relative_to(reports_dir().parent)}")
     return written
@@ -150,17 +154,52 @@ def _check_data(args: argparse.Namespace, splits: list[str]) -> str:
                       split_by=args.split_by, image_root=args.image_root, cli=True)
 
 
-def train(args: argparse.Namespace) -> None:
-    from refseg_lib.experiments import run_experiment
+def _model_config(args: argparse.Namespace) -> dict:
+    """``--model-config``, parsed and checked against the model (``experiments.
+    check_model_config``)."""
+    from refseg_lib.experiments import check_model_config
 
-    _check_data(args, ["train", *args.eval_splits])
-    overrides = {"max_steps": args.steps} if args.steps else {}
-    if args.batch_size:
-        overrides["batch_size"] = args.batch_size
+    try:
+        config = json.loads(args.model_config)
+    except json.JSONDecodeError as error:
+        raise SettingError(
+            f"--model-config {args.model_config!r} is not JSON ({error.msg} at character "
+            f"{error.pos}): give an object of the model's settings in single quotes, e.g. "
+            """--model-config '{"dropout": 0.2, "rnn": "sru"}'""") from None
+    return check_model_config(args.model, config, args.profile, option="--model-config")
+
+
+def _check_run(args: argparse.Namespace, splits: list[str]) -> tuple[str, dict]:
+    """Every value of a ``train`` or ``evaluate`` command checked before any work: the variant
+    name, the model and its configuration, the splits and the data. Returns the benchmark's
+    variant (``_check_data``) and the model configuration."""
+    from refseg_lib.experiments import check_name
+
+    check_name(args.variant, "--variant")
+    config = _model_config(args)
+    twice = sorted({s for s in args.eval_splits if args.eval_splits.count(s) > 1})
+    if twice:
+        raise SettingError(f"--eval-splits lists {', '.join(twice)} more than once: list each "
+                           "split once")
+    if args.task is not None and args.model != "ris":
+        raise SettingError(f"--task {args.task} trains recurrent instance segmentation: use "
+                           f"--model ris (not {args.model}), or leave --task out")
+    return _check_data(args, splits), config
+
+
+def train(args: argparse.Namespace) -> None:
+    from refseg_lib.experiments import check_init_from, run_experiment
+
+    _, model_config = _check_run(args, ["train", *args.eval_splits])
+    check_init_from(args.init_from, "--init-from")
+    # None: the profile's value; 0 is refused by the parser (_count), never read as "unset"
+    overrides = {name: value for name, value in (
+        ("max_steps", args.steps), ("batch_size", args.batch_size),
+        ("checkpoint_every", args.checkpoint_every)) if value is not None}
     experiment = run_experiment(
         args.model, variant=args.variant, dataset=args.dataset, style=args.style,
         profile=args.profile, eval_splits=tuple(args.eval_splits), seed=args.seed,
-        model_config=json.loads(args.model_config), train_overrides=overrides,
+        model_config=model_config, train_overrides=overrides,
         root=args.data_root, split_by=args.split_by, image_root=args.image_root,
         source="python -m refseg_lib train", resume=not args.restart,
         init_from=args.init_from, task=args.task)
@@ -173,20 +212,30 @@ def train(args: argparse.Namespace) -> None:
 
 def evaluate_checkpoint(args: argparse.Namespace) -> None:
     from refseg_lib.data import Collate, Vocabulary
-    from refseg_lib.engine import evaluate, load_model_weights
+    from refseg_lib.engine import evaluate, load_checkpoint, load_model_weights
     from refseg_lib.experiments import checkpoint_path, get_profile, load_split
-    from refseg_lib.models import build_model
+    from refseg_lib.models import build_model, model_takes
 
-    style = _check_data(args, args.eval_splits)
+    style, given = _check_run(args, args.eval_splits)
     path = Path(args.checkpoint) if args.checkpoint else checkpoint_path(
         args.model, args.variant, args.dataset, style, args.profile)
     vocab_file = path.with_suffix(".vocab.json")
     if not path.is_file() or not vocab_file.is_file():
         sys.exit(f"no trained checkpoint at {path} (or its vocabulary {vocab_file.name}): "
                  "train first with `python -m refseg_lib train ...`")
+    settings = load_checkpoint(path).get("settings") or {}  # the run's own model and config
+    if settings and settings["model"] != args.model:
+        raise SettingError(f"{path} is a checkpoint of {settings['model']}, not "
+                           f"{args.model}: use --model {settings['model']}")
+    config = settings.get("model_config", given)
+    if args.model_config.strip() != "{}" and given != config:
+        raise SettingError(f"{path} was trained with --model-config '{json.dumps(config)}', "
+                           f"not '{json.dumps(given)}': leave --model-config out (the "
+                           "checkpoint's own is used)")
     vocabulary = Vocabulary.from_state_dict(json.loads(vocab_file.read_text()))
-    model = build_model(args.model, profile=args.profile, vocab_size=len(vocabulary),
-                        **json.loads(args.model_config))
+    words = {"words": tuple(vocabulary.itos)} if model_takes(args.model, "words") else {}
+    model = build_model(args.model, profile=args.profile, vocab_size=len(vocabulary), **words,
+                        **config)
     load_model_weights(model, path)
     profile = get_profile(args.profile)
     for split in args.eval_splits:
@@ -222,16 +271,32 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
                         "<data root>/images/mscoco/images/train2014, or .../saiapr_tc-12)")
 
 
+def _count(text: str, least: int = 1) -> int:
+    """An argparse type: a whole number of at least ``least`` (0 is a value, never "unset")."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < least:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least {least}")
+    return value
+
+
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="registry name, e.g. lstm_cnn")
-    parser.add_argument("--variant", default="base", help="name of the configuration/ablation")
-    parser.add_argument("--model-config", default="{}", help="JSON of model config overrides")
+    from refseg_lib.models import list_models
+
+    parser.add_argument("--model", required=True, choices=list_models(), metavar="MODEL",
+                        help=f"registry name: {', '.join(list_models())}")
+    parser.add_argument("--variant", default="base", help="name of the configuration/ablation "
+                        "(letters, digits and . _ + -): names the checkpoint and the records")
+    parser.add_argument("--model-config", default="{}",
+                        help="""JSON object of model settings, e.g. '{"dropout": 0.2}'""")
     parser.add_argument("--dataset", default="shapes",
                         choices=("shapes", "refcoco", "refcoco+", "refcocog", "refclef"))
     parser.add_argument("--style", default="refshape", help="ShapeRef expression style")
     parser.add_argument("--profile", choices=("quick", "paper"), default="quick")
     parser.add_argument("--eval-splits", nargs="+", default=["val"])
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=lambda text: _count(text, 0), default=0)
     parser.add_argument("--task", default=None, choices=("all", "plural"),
                         help="instance task instead of the referent (notebook 08; model ris)")
     _add_data_arguments(parser)
@@ -246,16 +311,22 @@ def main(argv: list[str] | None = None) -> None:
     rep.add_argument("--only", nargs="*", help="notebook number prefixes, e.g. 00 02 (their "
                      "notebooks only: the plan's runs they read must be recorded or they train "
                      "them one at a time)")
-    rep.add_argument("--jobs", type=int, default=None,
+    rep.add_argument("--jobs", type=_count, default=None,
                      help="trainings and notebooks at once (default: the number of cores)")
     rep.add_argument("--force", action="store_true",
                      help="retrain every run, even those recorded with the same settings")
     commands.add_parser("report", help="rebuild reports/ from reports/runs/")
     tra = commands.add_parser("train", help="train a model, evaluate it, write run records")
     _add_run_arguments(tra)
-    tra.add_argument("--steps", type=int, default=None, help="override the profile's max_steps")
-    tra.add_argument("--batch-size", type=int, default=None)
-    tra.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    tra.add_argument("--steps", type=_count, default=None,
+                     help="training steps (default: the profile's)")
+    tra.add_argument("--batch-size", type=_count, default=None,
+                     help="samples per step (default: the profile's)")
+    tra.add_argument("--checkpoint-every", type=_count, default=None, metavar="STEPS",
+                     help="write the checkpoint every STEPS steps (default: the profile's); one "
+                     "is also written every few minutes and at the end")
+    tra.add_argument("--restart", action="store_true",
+                     help="train from scratch, replacing the run's checkpoint")
     tra.add_argument("--init-from", default=None,
                      help="checkpoint of an earlier stage to start from (e.g. DMN's low-resolution "
                      "run), loaded where names and shapes match")
@@ -264,7 +335,7 @@ def main(argv: list[str] | None = None) -> None:
     eva.add_argument("--checkpoint", default=None, help="default: the run's own checkpoint")
     exe = commands.add_parser("execute-notebooks", help="execute committed notebooks in place")
     exe.add_argument("--only", nargs="*", help="notebook number prefixes, e.g. 00 02")
-    exe.add_argument("--timeout", type=int, default=900, help="per-cell timeout in seconds")
+    exe.add_argument("--timeout", type=_count, default=900, help="per-cell timeout in seconds")
     commands.add_parser("setup-cells", help="write the Colab badge and the setup cell into "
                         "every notebook (after changing the repository URL or the version)")
     data = commands.add_parser("data", help="check a REFER data root")
@@ -277,7 +348,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         _run(args)
-    except DataError as error:  # a wrong data setting: its message says what to do
+    except (DataError, SettingError, CheckpointError) as error:  # each says what to do
         sys.exit(f"error: {error}")
 
 

@@ -184,14 +184,13 @@ def sync_notebooks(folder: Path | None = None) -> list[Path]:
     ``notebooks/``); returns the files it changed (their setup cells need executing)."""
     import json
 
-    from refseg_lib.paths import notebooks_dir
+    from refseg_lib.paths import atomic_write_text, notebooks_dir
 
     changed = []
     for path in sorted(Path(folder or notebooks_dir()).glob("*.ipynb")):
         notebook = json.loads(path.read_text(encoding="utf-8"))
         if sync_notebook(notebook, path.name):
-            path.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n",
-                            encoding="utf-8")
+            atomic_write_text(path, json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
             changed.append(path)
     return changed
 

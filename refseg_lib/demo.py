@@ -4,29 +4,36 @@
 ``demo_widget(models)`` wraps it in ipywidgets for JupyterLab or Colab: pick or generate a
 ShapeRef scene, type an expression, pick a model. Words the model never saw in training are
 named, because a model reads each of them as ``<unk>`` and a user would otherwise wonder why
-"the crimson star" fails where "the red star" works.
+"the crimson star" fails where "the red star" works; so are the words past the model's maximum
+length and the characters no word holds (emoji, "+"). ``segment`` takes the images users have
+(uint8, numpy, PIL, greyscale, RGBA: ``as_image``) and names each conversion it made; what it
+cannot use (NaN, a file path, a batch) is refused with an error that says what to pass.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from matplotlib.figure import Figure
+from PIL import Image
 from torch import nn
 
 from refseg_lib.data import Vocabulary, build_dataset
-from refseg_lib.data.text import MAX_LENGTH, pad_sequences, tokenize
+from refseg_lib.data.text import MAX_LENGTH, ignored_characters, pad_sequences, tokenize
 from refseg_lib.data.types import Sample
 from refseg_lib.engine import predict
 from refseg_lib.experiments import LEADERBOARD, LEADERBOARD_RIS
 from refseg_lib.metrics import PRIMARY_THRESHOLD
-from refseg_lib.paths import reports_dir
-from refseg_lib.records import atomic_write, safe_part
+from refseg_lib.paths import atomic_write, reports_dir
+from refseg_lib.records import safe_part
 from refseg_lib.viz import overlay
 
 
@@ -42,38 +49,232 @@ class TrainedModel:
 
 @dataclass
 class Segmentation:
-    """What ``segment`` returns: the words as the model read them and its mask."""
+    """What ``segment`` returns: the words as the model read them, its mask, and what was
+    changed or left out on the way."""
 
     sentence: str
-    words: list[str]  # the tokens, unknown ones included
+    words: list[str]  # the tokens the model read (the first MAX_LENGTH), unknown ones included
     unknown: list[str]  # the words the model reads as <unk>
     known: list[str]  # the model's vocabulary (its training words)
     probabilities: torch.Tensor  # (H, W) float
     mask: torch.Tensor  # (H, W) bool: probability > 0.5
+    unread: list[str] = field(default_factory=list)  # the tokens past MAX_LENGTH, never read
+    dropped: list[str] = field(default_factory=list)  # characters no word holds (emoji, "+")
+    notes: list[str] = field(default_factory=list)  # each conversion made to the image
 
     def message(self) -> str:
-        """One line on the words, naming the unknown ones."""
-        if not self.unknown:
-            return f"all {len(self.words)} words are known to the model"
-        listed = ", ".join(repr(w) for w in dict.fromkeys(self.unknown))
-        return (f"unknown words, read as <unk>: {listed}; the model knows only the "
-                f"{len(self.known)} words of its training expressions: rephrase with those")
+        """One line on what the model read: the words past its maximum length, the unknown
+        words, the characters no word holds, and each conversion made to the image. It says
+        "all N words are known" only when the model read every word, knew them all and nothing
+        was dropped."""
+        parts = []
+        if self.unread:
+            shown = ", ".join(map(repr, self.unread[:5])) + (", ..." if len(self.unread) > 5
+                                                               else "")
+            parts.append(f"the model reads only the first {len(self.words)} of its "
+                         f"{len(self.words) + len(self.unread)} words; ignored: {shown}")
+        if self.unknown:
+            listed = ", ".join(repr(w) for w in dict.fromkeys(self.unknown))
+            parts.append(f"unknown words, read as <unk>: {listed}; the model knows only the "
+                         f"{len(self.known)} words of its training expressions: rephrase with "
+                         "those")
+        elif self.unread or self.dropped:
+            parts.append(f"the {len(self.words)} words it reads are known to the model")
+        else:
+            parts.append(f"all {len(self.words)} words are known to the model")
+        if self.dropped:
+            parts.append("ignored characters: " + ", ".join(map(repr, self.dropped)))
+        return "; ".join(parts + self.notes)
 
 
-def segment(trained: TrainedModel, image: torch.Tensor, sentence: str) -> Segmentation:
-    """The mask ``trained`` predicts for ``sentence`` on ``image`` (3, H, W) in [0, 1]."""
-    if image.ndim != 3 or image.shape[0] != 3:
-        raise ValueError(f"image must be (3, H, W), got {tuple(image.shape)}")
+def segment(trained: TrainedModel, image, sentence: str) -> Segmentation:
+    """The mask ``trained`` predicts for ``sentence`` on ``image``: a tensor (3, H, W) in [0, 1],
+    or any image ``as_image`` converts (uint8, numpy, PIL, greyscale, RGBA...): the result's
+    ``notes`` and ``message()`` name each conversion made."""
+    if not isinstance(sentence, str):
+        raise TypeError(_not_a_sentence(sentence))
     words = tokenize(sentence)
     if not words:
         raise ValueError(f"the expression {sentence!r} has no words: type what to segment, "
                          "e.g. 'the red star on the left'")
-    ids = trained.vocabulary.encode(sentence, MAX_LENGTH["shapes"])
-    tokens, lengths = pad_sequences([ids])
-    probabilities = predict(trained.net, image[None], tokens, lengths)[0]  # (H, W)
+    pixels, notes = as_image(image)
+    limit = MAX_LENGTH["shapes"]
     vocabulary = trained.vocabulary
-    return Segmentation(sentence, words, vocabulary.unknown_words(sentence),
-                        vocabulary.itos[2:], probabilities, probabilities > PRIMARY_THRESHOLD)
+    tokens, lengths = pad_sequences([vocabulary.encode(sentence, limit)])
+    probabilities = _predict(trained.net, pixels, tokens, lengths, notes)  # (H, W)
+    read = words[:limit]
+    return Segmentation(sentence, read, [w for w in read if w not in vocabulary],
+                        vocabulary.itos[2:], probabilities, probabilities > PRIMARY_THRESHOLD,
+                        unread=words[limit:], dropped=ignored_characters(sentence), notes=notes)
+
+
+def _not_a_sentence(sentence) -> str:
+    """The error for an expression that is not a ``str``: what to pass instead."""
+    if isinstance(sentence, (bytes, bytearray)):
+        return (f"the expression is {type(sentence).__name__}, not str: decode it first, "
+                'e.g. sentence.decode("utf-8")')
+    kind = "None" if sentence is None else type(sentence).__name__
+    hint = ('join its words first, e.g. " ".join(words)' if isinstance(sentence, (list, tuple))
+            else "pass the words as one string, e.g. 'the red star on the left'")
+    return f"the expression must be a str, got {kind}: {hint}"
+
+
+def _predict(net: nn.Module, image: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor,
+             notes: list[str]) -> torch.Tensor:
+    """``predict`` on one image (H, W). A model that fails on the image's size (DMN's skip
+    connections need sides that halve evenly down to its deepest map) reads it resized to
+    sides that are multiples of 32, and its probabilities are resized back; ``notes`` says so."""
+    try:
+        return predict(net, image[None], tokens, lengths)[0]
+    except RuntimeError:
+        height, width = image.shape[-2:]
+        size = [max(32, round(side / 32) * 32) for side in (height, width)]
+        if size == [height, width]:
+            raise
+    resized = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False,
+                            antialias=True).clamp(0, 1)
+    probabilities = predict(net, resized, tokens, lengths)
+    notes.append(f"the model fails on a {height}x{width} image: it read the image resized to "
+                 f"{size[0]}x{size[1]} (sides multiples of 32) and its mask was resized back")
+    return F.interpolate(probabilities[None], size=(height, width), mode="bilinear",
+                         align_corners=False)[0, 0]
+
+
+#: Element types ``torch.from_numpy`` takes as they are; any other numeric array is read as
+#: float64 first (uint16 or big-endian images, float128).
+_TORCH_NUMPY = {np.dtype(t) for t in ("bool", "uint8", "int8", "int16", "int32", "int64",
+                                       "float16", "float32", "float64", "complex64",
+                                       "complex128")}
+#: PIL modes read as they are; others are converted by PIL to RGB (RGBA if transparent).
+_PIL_MODES = ("1", "L", "RGB", "RGBA", "I", "I;16", "F")
+_EXPECTED = "a torch tensor (3, H, W), a numpy array (H, W, 3) or a PIL image"
+
+
+def as_image(image) -> tuple[torch.Tensor, list[str]]:
+    """``image`` as the models read it, a float32 tensor (3, H, W) in [0, 1], and a note on each
+    conversion made (none for an image already in that form).
+
+    Taken: a torch tensor (channels first: (3, H, W)), a numpy array or a PIL image (channels
+    last: (H, W, 3)); the other layout when only it has a channel axis of 1, 3 or 4; a batch of
+    one image (1, 3, H, W), read as its image. Values: floats in [0, 1] as they are; uint8 and
+    other integers (0-255) and floats whose maximum is above 1 and at most 255 scaled by 1/255;
+    bools as 0 and 1. A greyscale image ((H, W) or one channel) has its channel repeated as red,
+    green and blue; an RGBA image has its alpha channel dropped (not composited).
+
+    Refused, with an error that says what to pass: NaN or infinite values, negative values or
+    values above 255, complex numbers, an empty image, another rank, a batch of several images,
+    a file path, a list or anything else that is not an image.
+    """
+    notes: list[str] = []
+    pixels, name, channels_last = _as_tensor(image, notes)
+    if pixels.numel() == 0:
+        raise ValueError(f"the image is empty (shape {tuple(pixels.shape)}): pass an image of at "
+                         "least one pixel")
+    if pixels.is_complex():
+        raise TypeError(f"the image has complex values ({name}): pass real ones, e.g. "
+                        "image.real or image.abs()")
+    pixels = _channels_first(pixels, channels_last, notes)
+    pixels = _unit_range(pixels, name, notes)
+    if pixels.shape[0] == 4:
+        pixels = pixels[:3]
+        notes.append("RGBA image: the alpha channel dropped (not composited)")
+    elif pixels.shape[0] == 1:
+        pixels = pixels.expand(3, -1, -1)
+        notes.append("greyscale image: its one channel repeated as red, green and blue")
+    return pixels, notes
+
+
+def _as_tensor(image, notes: list[str]) -> tuple[torch.Tensor, str, bool]:
+    """``image`` as a tensor, the name of its element type, and whether its layout is expected
+    to be channels last (numpy and PIL) rather than first (torch)."""
+    if isinstance(image, torch.Tensor):
+        name = str(image.dtype).removeprefix("torch.")
+        if image.dtype in (torch.uint16, torch.uint32, torch.uint64):  # few operations take them
+            image = image.double()
+        return image.detach(), name, False
+    if isinstance(image, Image.Image):
+        if image.mode not in _PIL_MODES:
+            mode = "RGBA" if "A" in image.mode or "transparency" in image.info else "RGB"
+            notes.append(f"PIL image in mode {image.mode!r}: converted to {mode} by PIL")
+            image = image.convert(mode)
+        image = np.asarray(image)
+    if isinstance(image, np.ndarray):
+        if image.dtype.kind not in "biufc":
+            raise TypeError(f"the image is a numpy array of {image.dtype}, not of numbers: pass "
+                            "numbers (uint8 0-255 or floats in [0, 1])")
+        name = image.dtype.name
+        if image.dtype not in _TORCH_NUMPY:
+            image = image.astype(np.complex128 if image.dtype.kind == "c" else np.float64)
+        return torch.from_numpy(np.array(image)), name, True  # a copy: writable, contiguous
+    if isinstance(image, (str, os.PathLike)):
+        raise TypeError(f"the image is a path ({str(image)!r}), not an image: open it first, "
+                        "e.g. PIL.Image.open(path), and pass that (or its numpy array)")
+    hint = (": make it a tensor first, torch.tensor(image) (channels first) or numpy.array(image)"
+            " (channels last)" if isinstance(image, (list, tuple)) else "")
+    kind = "None" if image is None else type(image).__name__
+    raise TypeError(f"the image must be {_EXPECTED}, got {kind}{hint}")
+
+
+def _channels_first(pixels: torch.Tensor, channels_last: bool, notes: list[str]) -> torch.Tensor:
+    """``pixels`` as (C, H, W) with C in 1, 3, 4: a batch of one read as its image, (H, W) as
+    one channel, and the other layout taken when only it has a channel axis of 1, 3 or 4."""
+    if pixels.ndim == 4 and pixels.shape[0] == 1:
+        notes.append(f"a batch of one image {tuple(pixels.shape)}: its one image read")
+        pixels = pixels[0]
+    shape = tuple(pixels.shape)
+    if pixels.ndim == 4:
+        raise ValueError(f"the image is a batch of {shape[0]} images {shape}: segment reads one, "
+                         "pass one of them (e.g. image[0]) and call segment once per image")
+    if pixels.ndim == 2:
+        return pixels[None]
+    if pixels.ndim != 3:
+        raise ValueError(f"the image must be (3, H, W) for a tensor, (H, W, 3) for a numpy array "
+                         f"or PIL image, or (H, W) for greyscale; got shape {shape} "
+                         f"({pixels.ndim}-D)")
+    first, last = (size in (1, 3, 4) for size in (shape[0], shape[-1]))
+    if not (first or last):
+        raise ValueError(f"the image of shape {shape} has no channel axis of size 1, 3 or 4: "
+                         f"pass {_EXPECTED}")
+    if not (last if channels_last else first):  # only the other layout fits
+        layout = "first (C, H, W)" if channels_last else "last (H, W, C)"
+        notes.append(f"{'a numpy array' if channels_last else 'a tensor'} of shape {shape}: "
+                     f"read as channels {layout}")
+        channels_last = not channels_last
+    return pixels.permute(2, 0, 1) if channels_last else pixels
+
+
+def _unit_range(pixels: torch.Tensor, name: str, notes: list[str]) -> torch.Tensor:
+    """``pixels`` as float32 in [0, 1]; refused when it holds NaN, infinite or negative values
+    or values above 255. ``name`` is the image's own element type (a uint16 array comes here as
+    float64): integers, and floats above 1, are read as 0-255 and scaled by 1/255."""
+    if pixels.dtype == torch.bool:
+        notes.append("the image was bool: False and True read as 0 and 1")
+        return pixels.float()
+    if pixels.is_floating_point():
+        bad = [f"{count} {what} value(s)" for what, count in (
+            ("NaN", int(torch.isnan(pixels).sum())), ("infinite", int(torch.isinf(pixels).sum())))
+            if count]
+        if bad:
+            raise ValueError(f"the image has {' and '.join(bad)}: replace them (e.g. "
+                             "torch.nan_to_num(image)) or pass another image")
+    low, high = float(pixels.min()), float(pixels.max())
+    if low < 0:
+        raise ValueError(f"the image has {int((pixels < 0).sum())} negative value(s) (the lowest "
+                         f"{low:g}): pass floats in [0, 1] or uint8 0-255 (undo a normalisation "
+                         "by a mean and std first)")
+    if high > 255:
+        raise ValueError(f"the image has values up to {high:g}, above 255: pass floats in [0, 1] "
+                         "or uint8 0-255 (a 16-bit image: divide it by 65535 first)")
+    if name.startswith(("int", "uint")):
+        notes.append(f"the image was {name} (0-255): scaled to [0, 1]")
+    elif high > 1:
+        notes.append(f"the image was {name} with values up to {high:g}, read as 0-255: scaled "
+                     "to [0, 1]")
+    else:
+        if name != "float32":
+            notes.append(f"the image was {name}: converted to float32")
+        return pixels.float()
+    return (pixels.double() / 255).float()
 
 
 def scene(index: int = 0, *, split: str = "val", style: str = "refshape", seed: int = 0,
@@ -88,9 +289,11 @@ def scene(index: int = 0, *, split: str = "val", style: str = "refshape", seed: 
     return data[index]
 
 
-def show(image: torch.Tensor, result: Segmentation, *, truth: torch.Tensor | None = None,
+def show(image, result: Segmentation, *, truth: torch.Tensor | None = None,
          title: str = "") -> Figure:
-    """The image, the model's probability map and its mask (and the true mask, if given)."""
+    """The image (any image ``segment`` takes), the model's probability map and its mask (and
+    the true mask, if given)."""
+    image = as_image(image)[0].cpu()
     panels = [("image", image.permute(1, 2, 0).numpy()),
               ("probability", result.probabilities.numpy()),
               ("predicted mask", overlay(image, result.mask))]

@@ -10,9 +10,13 @@ every number in ``reports/`` comes from the same path.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import hashlib
 import json
 import math
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +29,7 @@ from refseg_lib.engine import (
     EvalResult,
     TrainConfig,
     TrainResult,
+    checkpoint_lock,
     distributed_env,
     evaluate,
     fit,
@@ -36,14 +41,15 @@ from refseg_lib.losses import mask_bce
 from refseg_lib.metrics import PRIMARY_THRESHOLD, tag_record_metrics
 from refseg_lib.models import build_model
 from refseg_lib.models.common import start_at_prior
-from refseg_lib.models.registry import model_takes
-from refseg_lib.paths import checkpoints_dir
+from refseg_lib.models.registry import list_models, model_settings, model_takes
+from refseg_lib.paths import atomic_write_text, checkpoints_dir
 from refseg_lib.postprocess import MCN_THRESHOLD
 from refseg_lib.records import (
     RunRecord,
     count_parameters,
     hardware_info,
     pack_mask,
+    safe_part,
     write_run_record,
 )
 from refseg_lib.reference import REFERENCE_PREDICTORS, reference_meters
@@ -180,11 +186,103 @@ def check_data(dataset: str, splits: Sequence[str], *, style: str = "refshape",
     return location.split_by
 
 
+class SettingError(ValueError):
+    """A setting of a run (model, variant name, model configuration, starting checkpoint) that
+    cannot be used; the message says what to do."""
+
+
+# A run's name becomes part of file names: letters, digits and ``. _ + -``, not starting with a
+# dot (``check_name``); ``records.safe_part`` cleans any other name the same way.
+NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]*")
+
+
+def check_name(value: str, option: str = "variant=") -> str:
+    """``value`` if it can name a run's files as it is; else a ``SettingError`` that says what
+    to type (``option``: the setting as the user gave it, e.g. ``--variant``)."""
+    if not isinstance(value, str) or not NAME.fullmatch(value):
+        cleaned = re.sub(r"[^A-Za-z0-9_+]+", "-", str(value)).strip("-") or "base"
+        raise SettingError(f"{option} {value!r} cannot name a run: a run's name becomes part of "
+                           "its checkpoint's and records' file names, so it may hold only "
+                           "letters, digits and . _ + - (and not start with a dot), e.g. "
+                           f"{option} {cleaned}")
+    return value
+
+
 def checkpoint_path(model: str, variant: str, dataset: str, style: str, profile: str) -> Path:
     """Where a run keeps its checkpoint (ignored by git); rerunning resumes from it. ``style``:
-    the ShapeRef style or the REFER split scheme."""
+    the ShapeRef style or the REFER split scheme. Each part is cleaned as a record's file name
+    is (``records.safe_part``), so the file lies in the checkpoint folder whatever the names."""
     benchmark = f"{dataset}-{style}" if style else dataset
-    return checkpoints_dir() / f"{model}__{variant}__{benchmark}__{profile}.pt"
+    parts = [safe_part(p) for p in (model, variant, benchmark, profile)]
+    return checkpoints_dir() / f"{'__'.join(parts).lstrip('.')}.pt"
+
+
+# A model's settings that every run sets itself (``run_experiment``), never a user's config.
+RUN_SET = frozenset({"vocab_size", "words", "profile"})
+
+
+def check_model_config(model: str, config: Mapping | None, profile: str = "quick", *,
+                       option: str = "model_config=") -> dict:
+    """``config`` (a model's settings, e.g. ``{"dropout": 0.2}``) as a dict, once ``model``
+    has been built with it; otherwise a ``SettingError`` naming the setting at fault (a
+    misspelled key gets the closest settings of the model) and listing the model's settings.
+    ``option``: how the user gave it (``--model-config``)."""
+    if model not in list_models():
+        close = difflib.get_close_matches(model, list_models(), n=1)
+        raise SettingError(f"unknown model {model!r}" + (f" (did you mean {close[0]!r}?)"
+                           if close else "") + f"; the course's models: "
+                           f"{', '.join(list_models())}")
+    if config is None:
+        return {}
+    if not isinstance(config, Mapping):
+        raise SettingError(f"{option} must be a JSON object of {model}'s settings, e.g. "
+                           f"{{\"dropout\": 0.2}}; got {type(config).__name__} {config!r}")
+    config = dict(config)
+    reserved = sorted(set(config) & RUN_SET)
+    if reserved:
+        raise SettingError(f"{option} sets {' and '.join(reserved)}, which the run sets "
+                           "itself (from its vocabulary and profile): leave "
+                           f"{'it' if len(reserved) == 1 else 'them'} out")
+    words = {"words": ("<pad>", "<unk>", "the")} if model_takes(model, "words") else {}
+    try:
+        build_model(model, profile=profile, vocab_size=3, **words, **config)
+    except (TypeError, ValueError, KeyError) as error:
+        known = [k for k in model_settings(model) if k not in RUN_SET]
+        hints = []
+        for key in config:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hints.append(f"{key!r} is not a setting of {model}" +
+                             (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise SettingError(f"{option} {json.dumps(config)} does not build {model}: "
+                           f"{'; '.join(hints) or error}. {model}'s settings: "
+                           f"{', '.join(known)}") from error
+    return config
+
+
+def check_init_from(init_from: str | Path | None, option: str = "init_from=") -> Path | None:
+    """The starting checkpoint ``init_from`` if it is a file; else a ``SettingError``."""
+    if init_from is None:
+        return None
+    path = Path(init_from)
+    if not path.is_file():
+        example = checkpoint_path("dmn", "base-lowres", "shapes", "refshape", "quick")
+        raise SettingError(
+            f"{option} {path}: no such file. It takes the checkpoint of an earlier run (a .pt "
+            f"that training wrote, e.g. {example}): train that run first, or correct the path")
+    return path
+
+
+def run_settings(model: str, model_config: Mapping, dataset: str, benchmark: str,
+                 task: str | None, profile: Profile, train_set: Dataset, vocabulary: Vocabulary,
+                 seed: int) -> dict:
+    """What decides a run besides its ``TrainConfig``, kept in its checkpoint: resuming with
+    anything else is refused (``engine.check_resumable``)."""
+    words = hashlib.sha256("\n".join(vocabulary.itos).encode("utf-8")).hexdigest()[:12]
+    return {"model": model, "model_config": dict(model_config), "dataset": dataset,
+            "benchmark": benchmark, "task": task, "image_size": profile.image_size,
+            "train_samples": len(train_set), "data_seed": seed,
+            "vocabulary": f"{len(vocabulary)} words, sha256 {words}"}
 
 
 def run_experiment(model: str, *, variant: str = "base", dataset: str = "shapes",
@@ -221,6 +319,9 @@ def run_experiment(model: str, *, variant: str = "base", dataset: str = "shapes"
     records and checkpoint as the style does ShapeRef's; ``check_data`` runs first, so a wrong
     root, scheme, split or image folder stops the run before its first step.
     """
+    check_name(variant)
+    model_config = check_model_config(model, model_config, profile)
+    check_init_from(init_from)
     style = check_data(dataset, ("train", *eval_splits), style=style, root=root,
                        split_by=split_by, image_root=image_root)
     data = dict(style=style, seed=seed, root=root, split_by=split_by, image_root=image_root,
@@ -241,56 +342,61 @@ def run_experiment(model: str, *, variant: str = "base", dataset: str = "shapes"
     seed_everything(seed)  # the initial weights depend on the seed alone, not on earlier draws
     words = {"words": tuple(vocabulary.itos)} if model_takes(model, "words") else {}
     net = build_model(model, profile=profile, vocab_size=len(vocabulary), **words,
-                      **(model_config or {}))
+                      **model_config)
     if chosen.start_at_prior and getattr(net, "MASK_LOGIT_BIASES", ()):
         start_at_prior(net, foreground_share(train_set))
     initialised = [] if init_from is None else init_weights_from(net, init_from)
     path = checkpoint_path(model, variant, dataset, style, profile)
-    if not resume and path.exists():
-        path.unlink()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    result = fit(net, train_set, collate, config, checkpoint_path=path, progress=progress,
-                 loss_fn=getattr(net, "training_loss", mask_bce), val_set=curve_set)
-    evaluations, records = {}, []
-    if not distributed_env().is_main:  # under torchrun, rank 0 evaluates and records
+    settings = run_settings(model, model_config, dataset, style, task, chosen, train_set,
+                            vocabulary, seed)
+    main = distributed_env().is_main  # under torchrun, rank 0 evaluates and records
+    with checkpoint_lock(path) if main else nullcontext():  # one run on a checkpoint at a time
+        if not resume and path.exists():
+            path.unlink()
+        result = fit(net, train_set, collate, config, checkpoint_path=path, progress=progress,
+                     loss_fn=getattr(net, "training_loss", mask_bce), val_set=curve_set,
+                     settings=settings)
+        if not main:
+            return Experiment(net, vocabulary, collate, result, {}, [], path)
+        atomic_write_text(path.with_suffix(".vocab.json"), json.dumps(vocabulary.state_dict()))
+        evaluations, records = {}, []
+        for split in eval_splits:
+            eval_set = load_split(dataset, split, chosen,
+                                  num_samples=eval_samples or chosen.eval_samples, **data)
+            for key, setting in (eval_settings or {"": {}}).items():
+                defaults = {name: getattr(net, name) for name in setting}
+                try:
+                    for name, value in setting.items():
+                        setattr(net, name, value)
+                    evaluation = evaluate(net, eval_set, collate,
+                                          batch_size=config.eval_batch_size,
+                                          thresholds=config.eval_thresholds, progress=progress)
+                    shown = predicted_examples(net, eval_set, collate, examples) if (
+                        examples and split == eval_splits[0]) else {}  # under the same setting
+                finally:
+                    for name, value in defaults.items():
+                        setattr(net, name, value)
+                evaluations[split + key] = evaluation
+                if analysis is not None and not key:
+                    evaluation.summary.update(analysis(net, train_set, eval_set, collate))
+                if not write_records:
+                    continue
+                record = RunRecord(
+                    model=model, variant=variant + key, dataset=dataset, style=style,
+                    split=split, profile=profile,
+                    config={"train": config.to_dict(), "model": model_config or {},
+                            "evaluation": setting, "task": task,
+                            "init_from": None if init_from is None else Path(init_from).name,
+                            "initialised_tensors": len(initialised),
+                            "image_size": chosen.image_size, "train_samples": len(train_set),
+                            "eval_samples": len(eval_set), "vocabulary": len(vocabulary)},
+                    metrics={**evaluation.summary, **tag_record_metrics(evaluation.by_tag)},
+                    train_time_s=result.train_time_s,
+                    eval_time_s=evaluation.eval_time_s, samples_per_s=result.samples_per_s,
+                    params=count_parameters(net), hardware=hardware_info(), source=source,
+                    examples=shown, curve=learning_curve(result))
+                records.append(write_run_record(record))
         return Experiment(net, vocabulary, collate, result, evaluations, records, path)
-    path.with_suffix(".vocab.json").write_text(json.dumps(vocabulary.state_dict()))
-    for split in eval_splits:
-        eval_set = load_split(dataset, split, chosen,
-                              num_samples=eval_samples or chosen.eval_samples, **data)
-        for key, setting in (eval_settings or {"": {}}).items():
-            defaults = {name: getattr(net, name) for name in setting}
-            try:
-                for name, value in setting.items():
-                    setattr(net, name, value)
-                evaluation = evaluate(net, eval_set, collate, batch_size=config.eval_batch_size,
-                                      thresholds=config.eval_thresholds, progress=progress)
-                shown = predicted_examples(net, eval_set, collate, examples) if (
-                    examples and split == eval_splits[0]) else {}  # under the same setting
-            finally:
-                for name, value in defaults.items():
-                    setattr(net, name, value)
-            evaluations[split + key] = evaluation
-            if analysis is not None and not key:
-                evaluation.summary.update(analysis(net, train_set, eval_set, collate))
-            if not write_records:
-                continue
-            record = RunRecord(
-                model=model, variant=variant + key, dataset=dataset, style=style, split=split,
-                profile=profile,
-                config={"train": config.to_dict(), "model": model_config or {},
-                        "evaluation": setting, "task": task,
-                        "init_from": None if init_from is None else Path(init_from).name,
-                        "initialised_tensors": len(initialised),
-                        "image_size": chosen.image_size, "train_samples": len(train_set),
-                        "eval_samples": len(eval_set), "vocabulary": len(vocabulary)},
-                metrics={**evaluation.summary, **tag_record_metrics(evaluation.by_tag)},
-                train_time_s=result.train_time_s,
-                eval_time_s=evaluation.eval_time_s, samples_per_s=result.samples_per_s,
-                params=count_parameters(net), hardware=hardware_info(), source=source,
-                examples=shown, curve=learning_curve(result))
-            records.append(write_run_record(record))
-    return Experiment(net, vocabulary, collate, result, evaluations, records, path)
 
 
 def foreground_share(dataset: Dataset, num_samples: int = 500) -> float:

@@ -36,8 +36,7 @@ from tqdm.auto import tqdm
 
 from refseg_lib import experiments
 from refseg_lib.experiments import DOUBLE_SUFFIX
-from refseg_lib.paths import notebooks_dir, reports_dir
-from refseg_lib.records import atomic_write
+from refseg_lib.paths import atomic_write, notebooks_dir, reports_dir
 
 SHAPES_SPLITS = ("val", "testA", "testB")
 SECOND_SEED = 1

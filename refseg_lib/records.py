@@ -4,7 +4,8 @@ Every training or evaluation a notebook runs ends with ``write_run_record``; the
 tables of ``reports`` are a pure function of these files (``load_run_records``). The file
 name is a stable function of the record's key, so re-running a notebook overwrites its
 record instead of adding a second one. Files are written atomically: a reader never sees a
-half-written record, even if the writer is killed.
+half-written record, even if the writer is killed. A file that is no valid record is skipped by
+``load_run_records`` with a ``RecordWarning`` that names it and says what is wrong.
 """
 
 from __future__ import annotations
@@ -16,64 +17,23 @@ import os
 import platform
 import re
 import subprocess
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from refseg_lib.paths import REPO_ROOT, reports_dir
+from refseg_lib.paths import REPO_ROOT, atomic_write_text, reports_dir
 
 KEY_FIELDS = ("model", "variant", "dataset", "style", "split", "profile")
 SCALAR_FIELDS = ("train_time_s", "eval_time_s", "samples_per_s", "params", "git_revision",
                  "created", "source")
-
-
-# ---------------------------------------------------------------------------------------------
-# Atomic files (shared with the engine's checkpoints)
-# ---------------------------------------------------------------------------------------------
-
-
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
-    """Write ``path`` atomically: ``write(f)`` fills a temporary file in the same directory,
-    which is flushed, fsync'ed and then renamed over ``path`` (``os.replace``).
-
-    Readers see either the old file or the complete new one, never a partial file. If
-    ``write`` raises, the temporary file is removed and ``path`` is left untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
-    return path
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,17 +211,82 @@ def write_run_record(record: RunRecord, runs_dir: str | Path | None = None) -> P
     """Write ``record`` atomically to ``runs_dir / record.file_name`` (default
     ``reports/runs/``), overwriting a previous run with the same key. Returns the path."""
     text = json.dumps(record.to_dict(), sort_keys=True, indent=1, allow_nan=False) + "\n"
-    path = _runs_dir(runs_dir) / record.file_name
-    return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    return atomic_write_text(_runs_dir(runs_dir) / record.file_name, text)
+
+
+class RecordWarning(UserWarning):
+    """A record file ``load_run_records`` skipped: the message names the file, says what is
+    wrong with it and what to do."""
+
+
+_FIX = "fix or delete the file, or run its experiment again to rewrite it"
+# The DataFrame columns of ``load_run_records`` besides the metrics, which no metric may shadow.
+_COLUMNS = (*KEY_FIELDS, *SCALAR_FIELDS, "device_name", "config", "hardware", "examples",
+            "curve", "path")
+_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "true or false",
+               int: "a number", float: "a number", type(None): "null"}
+_TYPES = {**dict.fromkeys((*KEY_FIELDS, "git_revision", "created", "source"), (str,)),
+          **dict.fromkeys(("config", "metrics", "hardware", "examples"), (dict,)),
+          "curve": (list,),
+          **dict.fromkeys(("train_time_s", "eval_time_s", "samples_per_s", "params"),
+                          (int, float, type(None)))}
+
+
+def _kind(value: Any) -> str:
+    """What a JSON value is, in words: "a string", "an array" ..."""
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _parse_record(data: bytes) -> RunRecord:
+    """The record in the bytes of a record file; a ``ValueError`` says what is wrong (without
+    the file's name, which the callers add)."""
+    if not data.strip():
+        raise ValueError("the file is empty")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"not UTF-8 text (byte 0x{data[error.start]:02x} at offset "
+                         f"{error.start})") from None
+    try:
+        stored = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not valid JSON (line {error.lineno} column {error.colno}: "
+                         f"{error.msg})") from None
+    if not isinstance(stored, dict):
+        raise ValueError(f"the file holds {_kind(stored)}, not a JSON object of record fields")
+    missing = [name for name in KEY_FIELDS if name not in stored]
+    if missing:
+        raise ValueError(f"no {', '.join(map(repr, missing))} field; a record names its run by "
+                         f"{', '.join(KEY_FIELDS)}")
+    for name, value in stored.items():
+        allowed = _TYPES.get(name)
+        if allowed and (not isinstance(value, allowed) or isinstance(value, bool)):
+            wanted = " or ".join(dict.fromkeys(_JSON_TYPES[t] for t in allowed))
+            raise ValueError(f"{name!r} is {_kind(value)}, not {wanted}")
+    for name, value in stored.get("metrics", {}).items():
+        if not (_is_number(value) or value is None):
+            raise ValueError(f"metric {name!r} is {_kind(value)}, not a number or null")
+    clash = sorted(set(stored.get("metrics", {})) & set(_COLUMNS))
+    if clash:
+        raise ValueError(f"metric names {clash} are names of record fields; rename the metrics")
+    for point in stored.get("curve", []):
+        if not isinstance(point, dict):
+            raise ValueError(f"'curve' holds {_kind(point)}, not an object of metrics per point")
+    return RunRecord.from_dict(stored)
 
 
 def read_run_record(path: str | Path) -> RunRecord:
-    """The record stored in ``path``; a clear error names the file when it is not one."""
+    """The record stored in ``path``; a ``ValueError`` names the file and what is wrong with it
+    (not JSON, not UTF-8, unknown or missing fields, a field of the wrong type)."""
     path = Path(path)
     try:
-        return RunRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        return _parse_record(path.read_bytes())
     except (ValueError, TypeError) as error:
-        raise ValueError(f"{path} is not a valid run record: {error}") from error
+        raise ValueError(f"{path} is not a valid run record: {error}; {_FIX}") from error
 
 
 def load_run_records(runs_dir: str | Path | None = None) -> pd.DataFrame:
@@ -271,11 +296,11 @@ def load_run_records(runs_dir: str | Path | None = None) -> pd.DataFrame:
     ``config``, ``hardware`` and ``examples`` dicts and the ``curve`` list as they are,
     ``path``, and one column per metric under its own name (``overall_iou``, ``mean_iou``,
     ``Pr@0.5`` ...), NaN where a run lacks it.
+    A file that is no valid record (``read_run_record``) or cannot be read is skipped with a
+    ``RecordWarning`` naming it and the problem; the other records are loaded.
     No records give an empty DataFrame with the fixed columns; without ``runs_dir`` and
     without a saved results folder, :class:`refseg_lib.course.MissingResults` says how to get one.
     """
-    fixed = [*KEY_FIELDS, *SCALAR_FIELDS, "device_name", "config", "hardware", "examples",
-             "curve", "path"]
     folder = _runs_dir(runs_dir)
     if runs_dir is None and not folder.is_dir():
         from refseg_lib.course import MissingResults, missing_results_message
@@ -283,10 +308,14 @@ def load_run_records(runs_dir: str | Path | None = None) -> pd.DataFrame:
         raise MissingResults(missing_results_message(folder))
     rows = []
     for path in sorted(folder.glob("*.json")):
-        record = read_run_record(path)
-        clash = set(record.metrics) & set(fixed)
-        if clash:
-            raise ValueError(f"{path}: metric names {sorted(clash)} clash with record fields")
+        try:
+            record = _parse_record(path.read_bytes())
+        except OSError as error:
+            _skip(path, f"it cannot be read ({error.strerror or error})")
+            continue
+        except (ValueError, TypeError) as error:
+            _skip(path, str(error))
+            continue
         row = {name: getattr(record, name) for name in (*KEY_FIELDS, *SCALAR_FIELDS)}
         row.update(device_name=record.hardware.get("device_name"), config=record.config,
                    hardware=record.hardware, examples=record.examples, curve=record.curve,
@@ -294,5 +323,9 @@ def load_run_records(runs_dir: str | Path | None = None) -> pd.DataFrame:
         row.update(record.metrics)
         rows.append(row)
     if not rows:
-        return pd.DataFrame(columns=fixed)
+        return pd.DataFrame(columns=list(_COLUMNS))
     return pd.DataFrame(rows)
+
+
+def _skip(path: Path, problem: str) -> None:
+    warnings.warn(f"skipped {path}: {problem}; {_FIX}", RecordWarning, stacklevel=3)

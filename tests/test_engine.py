@@ -33,9 +33,9 @@ from refseg_lib.engine import (
 )
 from refseg_lib.losses import mask_bce, resize_logits
 from refseg_lib.models import ModelOutput
+from refseg_lib.paths import atomic_write
 from refseg_lib.records import (
     RunRecord,
-    atomic_write,
     count_parameters,
     load_run_records,
     read_run_record,
@@ -229,7 +229,7 @@ def test_bad_checkpoints_give_clear_errors(data, tmp_path):
     wider = tiny_model(data.vocab_size, dim=16)
     with pytest.raises(CheckpointError, match="good.pt does not match this model"):
         _fit(data, TrainConfig(max_steps=4, batch_size=8), checkpoint_path=good, model=wider)
-    with pytest.raises(CheckpointError, match=r"another configuration \(lr"):
+    with pytest.raises(CheckpointError, match=r"trained with other settings \(lr"):
         _fit(data, TrainConfig(max_steps=4, batch_size=8, lr=0.5), checkpoint_path=good)
 
 

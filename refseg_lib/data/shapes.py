@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import lru_cache
 from types import MappingProxyType
 
 import numpy as np
@@ -452,8 +453,10 @@ class ShapeRef(Dataset):
 
     @property
     def sentences(self) -> list[str]:
-        """Every expression of the split, in order (as ``ReferDataset.sentences``)."""
-        return [self._describe(i)[1] for i in range(self.num_samples)]
+        """Every expression of the split, in order (as ``ReferDataset.sentences``); drawn once
+        per process for the same split, style, size and seed (a vocabulary of 20,000 takes
+        seconds)."""
+        return list(_sentences(self.split, self.style, self.num_samples, self.seed))
 
     def __getitem__(self, index: int) -> Sample:
         index = self._index(index)
@@ -471,3 +474,10 @@ class ShapeRef(Dataset):
                                               "scene": scene},
         )
         return self.transform(sample) if self.transform is not None else sample
+
+
+@lru_cache(maxsize=16)
+def _sentences(split: str, style: str, num_samples: int, seed: int) -> tuple[str, ...]:
+    """``ShapeRef(...).sentences`` of these arguments (the image size changes no sentence)."""
+    data = ShapeRef(split=split, style=style, num_samples=num_samples, seed=seed)
+    return tuple(data.sentence(i) for i in range(num_samples))

@@ -15,11 +15,14 @@ What the loop takes care of:
 - **Reproducibility.** The data order is a pure function of ``(seed, epoch)``
   (``make_loader``). On CPU deterministic algorithms are switched on for the duration of
   ``fit``, and a run resumed from a checkpoint ends bit-identical to an uninterrupted one.
-- **Checkpoints.** Written atomically every ``checkpoint_every`` steps and at the end; they hold
-  only tensors and plain Python data, so ``torch.load(path, weights_only=True)`` reads them
-  (no pickled objects, nothing executed on load). If the checkpoint file exists, ``fit``
-  resumes from it: weights, optimizer, scheduler, scaler, random generators, the position
-  inside the epoch (the batches already consumed are skipped, not re-read) and the history.
+- **Checkpoints.** Written atomically every ``checkpoint_every`` steps, every few minutes
+  and at the end; they hold only tensors and plain Python data, so ``torch.load(path,
+  weights_only=True)`` reads them (no pickled objects, nothing executed on load). If the
+  checkpoint file exists, ``fit`` resumes from it: weights, optimizer, scheduler, scaler,
+  random generators, the position inside the epoch (the batches already consumed are skipped,
+  not re-read) and the history. A checkpoint keeps the settings it was trained with, and
+  resuming with others is refused; a lock keeps a second process from training into the same
+  checkpoint.
 - **Scale-out.** Under ``torchrun --nproc_per_node=N`` (``WORLD_SIZE`` > 1) ``fit`` joins the
   process group (gloo on CPU, NCCL on CUDA), wraps the model in ``DistributedDataParallel``
   and gives every rank its own shard of each epoch. Only rank 0 shows progress, evaluates
@@ -36,6 +39,7 @@ from refseg_lib.engine.checkpoints import (
     CHECKPOINT_KEYS,
     RESUMABLE_CHANGES,
     CheckpointError,
+    checkpoint_lock,
     init_weights_from,
     load_checkpoint,
     load_model_weights,
@@ -69,11 +73,11 @@ from refseg_lib.engine.training import (
 )
 
 __all__ = [
-    "AMP_MODES", "CHECKPOINT_FORMAT", "CHECKPOINT_KEYS", "OPTIMIZERS", "RESUMABLE_CHANGES",
-    "SCHEDULES", "CheckpointError", "DistributedEnv", "EvalResult", "ResumableSampler",
+    "AMP_MODES", "CHECKPOINT_FORMAT", "CHECKPOINT_KEYS", "CheckpointError", "DistributedEnv",
+    "EvalResult", "OPTIMIZERS", "RESUMABLE_CHANGES", "ResumableSampler", "SCHEDULES",
     "TrainConfig", "TrainProgress", "TrainResult", "autocast_dtype", "build_optimizer",
-    "build_scheduler", "deterministic_algorithms", "distributed_env", "epochs_to_steps",
-    "evaluate", "fit", "init_weights_from", "load_checkpoint", "load_model_weights",
-    "make_loader", "pick_device", "predict", "seed_everything", "set_loader_epoch",
-    "steps_per_epoch",
+    "build_scheduler", "checkpoint_lock", "deterministic_algorithms", "distributed_env",
+    "epochs_to_steps", "evaluate", "fit", "init_weights_from", "load_checkpoint",
+    "load_model_weights", "make_loader", "pick_device", "predict", "seed_everything",
+    "set_loader_epoch", "steps_per_epoch",
 ]

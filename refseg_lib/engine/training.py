@@ -7,7 +7,8 @@ from __future__ import annotations
 import math
 import time
 from bisect import bisect_right
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from refseg_lib.engine.checkpoints import (
     CHECKPOINT_FORMAT,
     CheckpointError,
     check_resumable,
+    checkpoint_lock,
     load_checkpoint,
     restore_rng_state,
     rng_state,
@@ -45,10 +47,15 @@ from refseg_lib.engine.runtime import (
     world_size_and_rank,
 )
 from refseg_lib.losses import mask_bce
-from refseg_lib.records import atomic_write
+from refseg_lib.paths import atomic_write
 
 LossFn = Callable[[ModelOutput, Batch], tuple[torch.Tensor, dict[str, float]]]
 Callback = Callable[[int, dict[str, Any]], None]
+
+# A checkpoint at least this often during training (besides every ``checkpoint_every`` steps),
+# so that a killed run loses a few minutes at most; single-process runs (under DDP every rank
+# would have to agree on the moment: ``checkpoint_every`` alone).
+CHECKPOINT_MINUTES = 5.0
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -153,7 +160,9 @@ class TrainResult:
 def fit(model: nn.Module, train_set: Dataset, collate_fn: Callable[[list], Batch],
         config: TrainConfig, *, loss_fn: LossFn = mask_bce, val_set: Dataset | None = None,
         checkpoint_path: str | Path | None = None, device: str | torch.device | None = None,
-        progress: bool = True, callbacks: Iterable[Callback] = ()) -> TrainResult:
+        progress: bool = True, callbacks: Iterable[Callback] = (),
+        settings: Mapping[str, Any] | None = None,
+        checkpoint_minutes: float | None = CHECKPOINT_MINUTES) -> TrainResult:
     """Train ``model`` on ``train_set`` for ``config.max_steps`` steps; resume if
     ``checkpoint_path`` exists.
 
@@ -162,7 +171,8 @@ def fit(model: nn.Module, train_set: Dataset, collate_fn: Callable[[list], Batch
     steps the mean loss goes to the history; every ``eval_every`` steps and at the end the
     model is evaluated on ``val_set`` (``evaluate``; the plateau schedule steps on
     ``1 - overall_iou``); every ``checkpoint_every`` steps and at the end the checkpoint is
-    written atomically. ``callbacks`` are called as ``callback(step, state)`` at the very end
+    written atomically, and also whenever ``checkpoint_minutes`` have passed since the last one
+    (one process). ``callbacks`` are called as ``callback(step, state)`` at the very end
     of each step, ``state`` holding step, epoch, loss, lr, parts, batch, model, optimizer and
     val (the latest validation summary); an exception raised there stops the run, as a kill
     would.
@@ -170,7 +180,11 @@ def fit(model: nn.Module, train_set: Dataset, collate_fn: Callable[[list], Batch
     Resuming restores everything the checkpoint holds and skips the batches of the current
     epoch already consumed: on CPU (``num_workers=0`` or deterministic datasets) a run
     killed at any step and resumed ends with the same weights, bit for bit, as one that was
-    never interrupted. The configuration must match, except ``RESUMABLE_CHANGES``.
+    never interrupted. The configuration must match, except ``RESUMABLE_CHANGES``, and so must
+    ``settings``: plain data on what else decides the run (``run_experiment`` gives the model,
+    its configuration and the data), stored in the checkpoint. While it trains, the run holds
+    the checkpoint's lock (``checkpoint_lock``): a second process training into the same
+    checkpoint is refused.
 
     Under torchrun (DDP) every rank runs ``fit`` with the same arguments: ranks start from
     rank 0's weights (DDP broadcasts them), train on their own shard and average gradients.
@@ -183,11 +197,14 @@ def fit(model: nn.Module, train_set: Dataset, collate_fn: Callable[[list], Batch
     env = distributed_env()
     device = training_device(device, env)
     created_group = join_process_group(env, device)
+    locked = checkpoint_path is not None and env.is_main
     try:
-        with deterministic_algorithms(config.deterministic and device.type == "cpu"):
+        with (checkpoint_lock(checkpoint_path) if locked else nullcontext(),
+              deterministic_algorithms(config.deterministic and device.type == "cpu")):
             run = _TrainingRun(model, train_set, collate_fn, config, loss_fn=loss_fn,
                                val_set=val_set, checkpoint_path=checkpoint_path, device=device,
-                               progress=progress, callbacks=tuple(callbacks))
+                               progress=progress, callbacks=tuple(callbacks),
+                               settings=settings, checkpoint_minutes=checkpoint_minutes)
             return run.train()
     finally:
         if created_group:
@@ -200,12 +217,19 @@ class _TrainingRun:
     def __init__(self, model: nn.Module, train_set: Dataset, collate_fn: Callable, config:
                  TrainConfig, *, loss_fn: LossFn, val_set: Dataset | None,
                  checkpoint_path: str | Path | None, device: torch.device, progress: bool,
-                 callbacks: tuple[Callback, ...]):
+                 callbacks: tuple[Callback, ...], settings: Mapping[str, Any] | None,
+                 checkpoint_minutes: float | None):
         if config.schedule == "plateau" and (val_set is None or config.eval_every is None):
             raise ValueError("schedule='plateau' steps on validation IoU after each evaluation: "
                              "give a val_set and set eval_every")
         self.config, self.loss_fn, self.val_set = config, loss_fn, val_set
         self.collate_fn, self.device, self.callbacks = collate_fn, device, callbacks
+        if checkpoint_minutes is not None and checkpoint_minutes <= 0:
+            raise ValueError(f"checkpoint_minutes must be positive or None, got "
+                             f"{checkpoint_minutes}")
+        self.settings = None if settings is None else dict(settings)
+        self.checkpoint_minutes = checkpoint_minutes
+        self.last_saved = time.monotonic()
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
         self.world_size, self.rank = world_size_and_rank()
         self.progress = progress and self.rank == 0
@@ -253,6 +277,7 @@ class _TrainingRun:
             "scaler": self.scaler.state_dict(),
             "rng": rng_state(),
             "config": self.config.to_dict(),
+            "settings": self.settings,
             "progress": asdict(self.state),
             "world_size": self.world_size,
         }
@@ -261,12 +286,13 @@ class _TrainingRun:
         if self.rank == 0:
             checkpoint = self._checkpoint()
             atomic_write(self.checkpoint_path, lambda f: torch.save(checkpoint, f))
+        self.last_saved = time.monotonic()
         if self.world_size > 1:
             dist.barrier()
 
     def _restore(self, path: Path) -> None:
         checkpoint = load_checkpoint(path)
-        check_resumable(checkpoint, path, self.config, self.world_size)
+        check_resumable(checkpoint, path, self.config, self.world_size, self.settings)
         try:
             self.model.load_state_dict(checkpoint["model"])
             self.optimizer.load_state_dict(checkpoint["optimizer"])
@@ -361,8 +387,10 @@ class _TrainingRun:
         if self.val_set is not None and (last or (config.eval_every and
                                                   step % config.eval_every == 0)):
             self.last_val = self._validate()
-        if self.checkpoint_path is not None and (last or (config.checkpoint_every and
-                                                          step % config.checkpoint_every == 0)):
+        due = last or bool(config.checkpoint_every and step % config.checkpoint_every == 0)
+        if not due and self.checkpoint_minutes is not None and self.world_size == 1:
+            due = time.monotonic() - self.last_saved >= 60 * self.checkpoint_minutes
+        if self.checkpoint_path is not None and due:
             self._save()
         state = {"step": step, "epoch": self.state.epoch, "loss": loss, "lr": lr,
                  "parts": parts, "batch": batch, "model": self.model,

@@ -180,7 +180,7 @@ def bilinear_deconvolution(factor: int) -> nn.Module:
     return deconv
 
 
-@register_model("only_vm")
+@register_model("only_vm", OnlyVMConfig)
 def only_vm(profile: str = "quick", vocab_size: int | None = None, **cfg) -> OnlyVM:
     """DMN's "Only VM" (no language); ``cfg``: ``OnlyVMConfig`` fields, backbone kwargs.
 
@@ -189,7 +189,7 @@ def only_vm(profile: str = "quick", vocab_size: int | None = None, **cfg) -> Onl
     return OnlyVM(build_config(OnlyVMConfig, profile, cfg))
 
 
-@register_model("lstm_cnn")
+@register_model("lstm_cnn", LSTMCNNConfig)
 def lstm_cnn(profile: str = "quick", **cfg) -> LSTMCNN:
     """Hu et al. 2016; ``cfg``: ``vocab_size`` (required), ``LSTMCNNConfig`` fields, backbone
     kwargs."""

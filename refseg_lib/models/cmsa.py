@@ -400,7 +400,7 @@ class CMSA(nn.Module):
         return ModelOutput(mask_logits=self.classifier(fused)[:, 0], attention=attention)
 
 
-@register_model("cmsa")
+@register_model("cmsa", CMSAConfig)
 def cmsa(profile: str = "quick", **cfg) -> CMSA:
     """CMSA; ``cfg``: ``vocab_size`` (required), ``CMSAConfig`` fields (the ablations) and
     backbone kwargs."""

@@ -217,7 +217,7 @@ def _visual_module(config: DMNConfig) -> tuple[nn.Module, list[int]]:
                               **config.backbone_kwargs)
 
 
-@register_model("dmn")
+@register_model("dmn", DMNConfig)
 def dmn(profile: str = "quick", **cfg) -> DMN:
     """DMN; ``cfg``: ``vocab_size`` (required), ``DMNConfig`` fields (the ablations) and
     backbone kwargs."""

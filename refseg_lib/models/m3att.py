@@ -282,7 +282,7 @@ class M3AttModel(nn.Module):
         return loss, parts
 
 
-@register_model("m3att")
+@register_model("m3att", M3AttConfig)
 def m3att(profile: str = "quick", words: tuple[str, ...] | None = None, **cfg) -> M3AttModel:
     """M3Att (our reading, module docstring); ``cfg``: ``vocab_size`` (required), ``words``
     (the vocabulary's words, for the pretrained encoder; ``run_experiment`` passes them),

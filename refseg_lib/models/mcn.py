@@ -377,7 +377,7 @@ class MCN(nn.Module):
         return total, parts
 
 
-@register_model("mcn")
+@register_model("mcn", MCNConfig)
 def mcn(profile: str = "quick", **cfg) -> MCN:
     """MCN; ``cfg``: ``vocab_size`` (required), ``MCNConfig`` fields (the ablations) and
     backbone kwargs."""

@@ -13,21 +13,28 @@ This module holds the registry alone; importing ``refseg_lib.models`` (which any
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable
 
 from torch import nn
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+_CONFIGS: dict[str, type] = {}  # name -> the dataclass of the model's settings
 
 
-def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator: ``@register_model("lstm_cnn")`` over a builder ``(**cfg) -> nn.Module``."""
+def register_model(name: str, config: type | None = None
+                   ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator: ``@register_model("lstm_cnn", LSTMCNNConfig)`` over a builder
+    ``(**cfg) -> nn.Module``; ``config``: the dataclass whose fields are the model's settings
+    (``model_settings``)."""
 
     def add(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
         _REGISTRY[name] = builder
+        if config is not None:
+            _CONFIGS[name] = config
         return builder
 
     return add
@@ -42,6 +49,15 @@ def build_model(name: str, **cfg) -> nn.Module:
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; registered: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name](**cfg)
+
+
+def model_settings(name: str) -> list[str]:
+    """The settings ``build_model(name, ...)`` takes by name (its config's fields; other keys go
+    to the backbone), sorted; empty for a model registered without a config."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; registered: {', '.join(sorted(_REGISTRY))}")
+    config = _CONFIGS.get(name)
+    return sorted(f.name for f in dataclasses.fields(config)) if config else []
 
 
 def model_takes(name: str, argument: str) -> bool:

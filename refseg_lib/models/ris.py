@@ -203,7 +203,7 @@ def emitted_count(confidence: torch.Tensor, threshold: float = 0.5) -> torch.Ten
     return first.long()
 
 
-@register_model("ris")
+@register_model("ris", RISConfig)
 def ris(profile: str = "quick", **cfg) -> RecurrentInstanceSegmentation:
     """Romera-Paredes & Torr 2016; ``cfg``: ``RISConfig`` fields, backbone kwargs."""
     return RecurrentInstanceSegmentation(build_config(RISConfig, profile, cfg))

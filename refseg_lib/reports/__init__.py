@@ -21,8 +21,11 @@ Conventions, chosen once for every report:
 - Data keep full precision; numbers are rounded only when a table is written.
 - Several records of one run (same model, variant, dataset, style, split and profile): the
   newest by ``created`` wins.
-- Rows and columns are sorted: splits in the order train, val, testA, testB, test; everything
-  else alphabetically, unless an explicit order is given.
+- Rows and columns are sorted: splits in the order train, val, testA, testB, testC, test;
+  everything else alphabetically, unless an explicit order is given.
+- A record whose model, dataset, benchmark, split or profile the library does not know
+  (``unknown_records``) is listed in the catalogue all the same, and named in its notes, in the
+  index and in a ``RecordWarning`` of ``build_reports``: never left out in silence.
 
 Figures are ``matplotlib.figure.Figure`` objects made without pyplot: no backend to choose and
 no global state, so they work headless (Agg) and display in a notebook as a cell's value.
@@ -34,11 +37,11 @@ Where each thing lives:
 
 - ``tables``: records -> tables (metric names, the newest record of each run and its scale,
   ``with_scale``: expressions evaluated, steps against the recipe's budget; benchmarks and the
-  papers' benchmark each is set beside, ``paper_row``; ``results_table``, ``beside_paper`` with
-  ``PaperRef``, ``versus_table``);
-- ``writing``: tables and figures -> files (``write_table``, ``bar_plot``, ``heatmap``,
-  ``save_figure``, provenance and scale notes), the registry (``register_report``,
-  ``build_reports``) and the index;
+  papers' benchmark each is set beside, ``paper_row``; what the library knows, ``known_keys``,
+  ``unknown_records``; ``results_table``, ``beside_paper`` with ``PaperRef``, ``versus_table``);
+- ``writing``: tables and figures -> files, atomically (``write_table``, ``bar_plot``,
+  ``heatmap``, ``save_figure``, provenance, scale and unknown-record notes), the registry
+  (``register_report``, ``build_reports``) and the index;
 - one module per paper's report: ``baselines`` (Only VM, LSTM-CNN), ``dmn``, ``cmsa``, ``mcn``,
   ``m3att``, ``ris``;
 - ``comparison``: notebook 09's leaderboard (every system in one harness, by phenomenon);
@@ -85,6 +88,9 @@ from refseg_lib.reports.tables import (
     short_cell,
     whole_budget,
     with_scale,
+    UNKNOWN_KINDS,
+    known_keys,
+    unknown_records,
 )
 from refseg_lib.reports.writing import (
     REPORT_BUILDERS,
@@ -99,6 +105,7 @@ from refseg_lib.reports.writing import (
     register_report,
     save_figure,
     scale_notes,
+    unknown_notes,
     write_index,
     write_model_tables,
     write_table,
@@ -180,16 +187,18 @@ __all__ = [
     "MCN_THRESHOLD_SUFFIX", "MCN_VERSUS_RUNS", "MD_FLOAT_FORMAT", "METRICS", "MIN_TAG_SAMPLES",
     "MISSING", "PAPER_ROWS", "PROVENANCE_KEYS", "PaperRef", "REFERENCE_ROWS", "REFERENCE_SYSTEMS",
     "REPORT_BUILDERS", "RIS_FRACTIONS", "RIS_METRICS", "RIS_RUNS", "RUN_KEYS", "ReportBuilder",
-    "SCALE", "SHAPES_ANALOGUES", "SPLIT_ORDER", "SYSTEMS", "Side", "TAGS", "VERDICTS", "WEAK_BELOW",
+    "SCALE", "SHAPES_ANALOGUES", "SPLIT_ORDER", "SYSTEMS", "Side", "TAGS", "UNKNOWN_KINDS",
+    "VERDICTS", "WEAK_BELOW",
     "ablation_runs", "bar_plot", "baselines_report", "benchmark_label", "benchmark_name",
     "benchmark_note", "beside_paper", "budget_report", "budget_table", "build_reports",
     "claims_ledger", "claims_report", "cmsa_report", "cmsa_tables", "curves_plot", "dmn_report",
-    "drop_constant_levels", "flat_table", "heatmap", "judge", "latest_records",
+    "drop_constant_levels", "flat_table", "heatmap", "judge", "known_keys", "latest_records",
     "leaderboard_report", "leaderboard_runs", "leaderboard_tables", "m3att_report", "m3att_tables",
     "mcn_report", "mcn_tables", "paper_dataset", "paper_metric", "paper_row", "phenomena_figure",
     "provenance_notes", "ranker", "readme_section", "record_scheme", "register_report",
     "require_columns", "results_table", "ris_report", "ris_tables", "runs_report", "runs_table",
     "save_figure", "scale_cells", "scale_notes", "scale_table", "short_cell", "sort_key",
-    "sort_table", "versus_table", "whole_budget", "with_reference_rows", "with_scale",
+    "sort_table", "unknown_notes", "unknown_records", "versus_table", "whole_budget",
+    "with_reference_rows", "with_scale",
     "write_index", "write_model_tables", "write_table",
 ]

@@ -1,6 +1,8 @@
 """Report ``runs``: every run record in one table per benchmark family and profile, with its scale,
 so that every record of every split appears in some table, also those no paper's table reads
-(other splits, first stages, second seeds, runs twice as long, runs of other benchmarks).
+(other splits, first stages, second seeds, runs twice as long, runs of other benchmarks) and
+those whose model, dataset, split or profile the library does not know, which its notes name
+(``writing.unknown_notes``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,12 @@ from refseg_lib.reports.tables import (
     scale_table,
     with_scale,
 )
-from refseg_lib.reports.writing import provenance_notes, register_report, write_table
+from refseg_lib.reports.writing import (
+    provenance_notes,
+    register_report,
+    unknown_notes,
+    write_table,
+)
 
 # The primary metrics of the catalogue, where a record has them: the masks' overall and mean
 # IoU; RIS's count accuracy; MCN's REC box accuracy.
@@ -38,7 +45,8 @@ def runs_table(records: pd.DataFrame) -> pd.DataFrame:
 
 @register_report("runs")
 def runs_report(records: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """``runs_<dataset>-<profile>``: the catalogue of every record."""
+    """``runs_<dataset>-<profile>``: the catalogue of every record, with a note on those the
+    library does not know."""
     written: list[Path] = []
     for (dataset, profile), group in records.groupby(["dataset", "profile"]):
         notes = [f"Every run record of {dataset} in the {profile} profile, one row per run and "
@@ -49,7 +57,7 @@ def runs_report(records: pd.DataFrame, out_dir: Path) -> list[Path]:
                  "trained below it. Metrics as fractions: overall_iou and mean_iou at threshold "
                  "0.5; count_acc (RIS's instance count) and Acc@0.5 (MCN's box accuracy) where "
                  "recorded.",
-                 *provenance_notes(group)]
+                 *unknown_notes(group), *provenance_notes(group)]
         written += write_table(runs_table(group), f"runs_{dataset}-{profile}",
                                f"Every run record: {dataset}, {profile} profile", notes,
                                out_dir, floatfmt=".3f")

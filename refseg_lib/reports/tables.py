@@ -14,7 +14,9 @@ from pathlib import Path
 import pandas as pd
 
 from refseg_lib.data.refer import SPLIT_SCHEMES
+from refseg_lib.data.shapes import STYLES
 from refseg_lib.experiments import PROFILES, recipe_steps
+from refseg_lib.models import list_models
 from refseg_lib.paper_numbers import (
     RECORD_DATASETS,
     UNC,
@@ -24,7 +26,7 @@ from refseg_lib.paper_numbers import (
 
 RUN_KEYS = ("model", "variant", "dataset", "style", "split", "profile")
 PROVENANCE_KEYS = ("source", "created", "git_revision")
-SPLIT_ORDER = ("train", "val", "testA", "testB", "test")
+SPLIT_ORDER = ("train", "val", "testA", "testB", "testC", "test")
 MISSING = "—"  # a cell with no number (Markdown) or a row with no paper counterpart
 MD_FLOAT_FORMAT = ".2f"  # Markdown: two decimals, as the papers print percentages
 CSV_FLOAT_FORMAT = "%.4f"  # CSV: four decimals, enough to recompute differences
@@ -106,7 +108,7 @@ def whole_budget(runs: pd.DataFrame, row: pd.Series) -> tuple[float, float]:
     if "train" not in config:
         return (0.0, 0.0) if row.get("model") == "reference" else (math.nan, math.nan)
     steps = float(config["train"]["max_steps"])
-    seconds = float(row.get("train_time_s", math.nan))
+    seconds = math.nan if _is_missing(row.get("train_time_s")) else float(row["train_time_s"])
     start = config.get("init_from")
     if start:
         model, variant = Path(start).name.split("__")[:2]
@@ -231,6 +233,58 @@ def ablation_runs(runs: pd.DataFrame) -> pd.Series:
     return (runs["dataset"] != "shapes") | runs["style"].isin(["", "refshape"])
 
 
+# The parts of a record's key that the library may not know (``unknown_records``).
+UNKNOWN_KINDS = ("model", "dataset", "benchmark", "split", "profile")
+
+
+def known_keys() -> dict[str, list[str]]:
+    """What a record's key may name for the papers' tables to place it, per ``UNKNOWN_KINDS``:
+    the registered models and the reference predictors, ShapeRef and the REFER datasets, their
+    benchmarks (ShapeRef's styles, the REFER split schemes; a record without a style is its
+    dataset's default), the splits of ``SPLIT_ORDER`` and the profiles of
+    ``experiments.PROFILES``."""
+    schemes = {"shapes": STYLES, **SPLIT_SCHEMES}
+    return {"model": sorted({*list_models(), *(m for m, _ in REFERENCE_ROWS)}),
+            "dataset": list(schemes),
+            "benchmark": [benchmark_label(d, s) for d, styles in schemes.items() for s in styles],
+            "split": list(SPLIT_ORDER), "profile": list(PROFILES)}
+
+
+def _unknown(known: Mapping[str, list[str]], model: str, dataset: str, style: str, split: str,
+             profile: str) -> list[tuple[str, str]]:
+    """(kind, value) of each part of a record's key that is not ``known``."""
+    found = [(kind, value) for kind, value in (("model", model), ("dataset", dataset))
+             if value not in known[kind]]
+    if dataset in known["dataset"] and style and \
+            benchmark_label(dataset, style) not in known["benchmark"]:
+        found.append(("benchmark", benchmark_label(dataset, style)))
+    return found + [(kind, value) for kind, value in (("split", split), ("profile", profile))
+                    if value not in known[kind]]
+
+
+def unknown_records(records: pd.DataFrame) -> pd.DataFrame:
+    """The records (``latest_records``) whose key names what the library does not know: a model
+    it does not register (nor a reference predictor), a dataset it cannot load, a ShapeRef style
+    or REFER split scheme it lacks (``benchmark``), a split outside ``SPLIT_ORDER`` or a profile
+    outside ``experiments.PROFILES``. One row per record and unknown part: ``kind`` (one of
+    ``UNKNOWN_KINDS``), ``value`` and ``record``, the record's file name (its run key where the
+    records hold no ``path``). A paper's table shows such a record at best without a paper's
+    number or the recipe's budget beside it; the catalogue lists it, with a note.
+    """
+    known, rows = known_keys(), []
+    for _, row in latest_records(records).iterrows():
+        path = row.get("path")
+        name = (Path(path).name if isinstance(path, str) and path else
+                "/".join(row[k] for k in RUN_KEYS if row[k]))
+        key = (row[k] for k in ("model", "dataset", "style", "split", "profile"))
+        for kind, value in _unknown(known, *key):
+            rows.append({"kind": kind, "value": value, "record": name})
+    frame = pd.DataFrame(rows, columns=["kind", "value", "record"])
+    rank = {k: i for i, k in enumerate(UNKNOWN_KINDS)}
+    return frame.sort_values(["kind", "value", "record"], key=lambda c: c.map(rank)
+                             if c.name == "kind" else c, kind="mergesort").reset_index(drop=True)
+
+
 def require_columns(frame: pd.DataFrame, needed: Iterable[str], what: str) -> None:
     missing = [c for c in needed if c not in frame.columns]
     if missing:
@@ -271,11 +325,11 @@ def results_table(records: pd.DataFrame, index: Sequence[str] = ("model", "varia
 
     ``metric`` is one metric name (cells are its values) or several (then they form the
     outer column level, named ``"metric"``; with ``columns=()`` the columns are the metrics).
-    ``order`` maps a level name to the order of its values (default: splits train, val, testA,
-    testB, test; the rest sorted). Values stay unrounded fractions. Cells no record fills are
-    NaN: a missing run is a missing number, not an error. Two runs landing in one cell are an
-    error (add the field that tells them apart, e.g. ``dataset``, to ``index`` or
-    ``columns``, or filter the records first).
+    ``order`` maps a level name to the order of its values (default: ``SPLIT_ORDER``; the rest
+    sorted). Values stay unrounded fractions. Cells no record fills are NaN: a missing run is a
+    missing number, not an error. Two runs landing in one cell are an error (add the field that
+    tells them apart, e.g. ``dataset``, to ``index`` or ``columns``, or filter the records
+    first).
     """
     metrics = [metric] if isinstance(metric, str) else list(metric)
     index, columns = list(index), list(columns)

@@ -1,12 +1,14 @@
-"""Tables and figures -> files: Markdown, CSV and PNG written byte-for-byte reproducibly, the
-notes every report carries (provenance), the registry of reports (``register_report``,
-``build_reports``) and the index ``reports/README.md``.
+"""Tables and figures -> files: Markdown, CSV and PNG written byte-for-byte reproducibly and
+atomically (``paths.atomic_write``: a reader never sees half a report), the notes every report
+carries (provenance, records the library does not know), the registry of reports
+(``register_report``, ``build_reports``) and the index ``reports/README.md``.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -15,7 +17,8 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from refseg_lib.metrics import PRIMARY_THRESHOLD
-from refseg_lib.paths import reports_dir
+from refseg_lib.paths import atomic_write, atomic_write_text, reports_dir
+from refseg_lib.records import RecordWarning
 from refseg_lib.reports.tables import (
     CSV_FLOAT_FORMAT,
     FIGURE_DPI,
@@ -25,10 +28,12 @@ from refseg_lib.reports.tables import (
     SPLIT_ORDER,
     benchmark_label,
     benchmark_name,
+    known_keys,
     latest_records,
     paper_dataset,
     require_columns,
     sort_key,
+    unknown_records,
     with_scale,
 )
 
@@ -63,7 +68,8 @@ def write_table(df: pd.DataFrame, name: str, title: str, notes: Iterable[str] = 
     Markdown floats have ``floatfmt`` (two decimals, for percentages; ".3f" suits fractions)
     and a missing number reads "—"; the CSV keeps four decimals and leaves missing numbers
     empty. ``out_dir`` defaults to ``reports_dir()``.
-    Nothing time-dependent is written, so the same table gives the same bytes.
+    Nothing time-dependent is written, so the same table gives the same bytes; each file is
+    written atomically.
     """
     _check_name(name)
     out = _out_dir(out_dir)
@@ -74,11 +80,9 @@ def write_table(df: pd.DataFrame, name: str, title: str, notes: Iterable[str] = 
     markdown = (f"# {title}\n\n" + (bullets + "\n" if bullets else "")
                 + shown.to_markdown(index=False, floatfmt=floatfmt, missingval=MISSING)
                 + "\n")
-    md_path, csv_path = out / f"{name}.md", out / f"{name}.csv"
-    md_path.write_text(markdown, encoding="utf-8", newline="\n")
-    flat.to_csv(csv_path, index=False, float_format=CSV_FLOAT_FORMAT, lineterminator="\n",
-                encoding="utf-8")
-    return md_path, csv_path
+    csv = flat.to_csv(index=False, float_format=CSV_FLOAT_FORMAT, lineterminator="\n")
+    return (atomic_write_text(out / f"{name}.md", markdown),
+            atomic_write_text(out / f"{name}.csv", csv))
 
 
 def bar_plot(data: pd.DataFrame, x: str, y: str, hue: str | None = None, *,
@@ -188,14 +192,13 @@ def save_figure(fig: Figure, name: str, out_dir: str | Path | None = None) -> Pa
     """Save ``fig`` as ``<out_dir>/figures/<name>.png`` with deterministic bytes.
 
     The PNG carries no "Software" (matplotlib version) entry, and matplotlib writes no date
-    into PNGs, so the same figure gives the same file.
+    into PNGs, so the same figure gives the same file. It is written atomically.
     """
     _check_name(name)
     folder = _out_dir(out_dir) / "figures"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.png"
-    fig.savefig(path, format="png", dpi=FIGURE_DPI, metadata={"Software": None})
-    return path
+    return atomic_write(folder / f"{name}.png", lambda f: fig.savefig(
+        f, format="png", dpi=FIGURE_DPI, metadata={"Software": None}))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -350,6 +353,35 @@ def scale_notes(records: pd.DataFrame) -> list[str]:
     return notes
 
 
+_UNKNOWN_FIX = {"model": "register the model (refseg_lib.models.register_model) or correct the "
+                         "records' model",
+                "dataset": "correct the records' dataset, or add the dataset to the library",
+                "benchmark": "correct the records' style",
+                "split": "correct the records' split, or add it to reports.SPLIT_ORDER",
+                "profile": "correct the records' profile, or add it to experiments.PROFILES"}
+
+
+def unknown_notes(records: pd.DataFrame) -> list[str]:
+    """One note per kind of key part the library does not know (``tables.unknown_records``),
+    naming the values and the records' files, what the library knows and what to do: "1 record of
+    a model the library does not know: 'foo' (foo__base__shapes-refshape__val__quick.json); no
+    paper's table reads it. Known models: ..."; ``[]`` when it knows them all."""
+    known, notes = known_keys(), []
+    for kind, found in unknown_records(records).groupby("kind", sort=False):
+        named = "; ".join(f"{value!r} ({', '.join(group['record'])})"
+                          for value, group in found.groupby("value", sort=False))
+        many = len(found) > 1
+        them, their = ("them", "their") if many else ("it", "its")
+        placed = {"model": f"no paper's table reads {them}",
+                  "profile": f"no recipe's budget stands beside {them} ({their} scale is "
+                             "unknown)"}.get(kind, f"no paper's number stands beside {them}")
+        of = f"{kind}s" if found["value"].nunique() > 1 else f"a {kind}"
+        notes.append(f"{len(found)} record{'s' if many else ''} of {of} the library does not "
+                     f"know: {named}; {placed}. Known {kind}s: {', '.join(known[kind])}; "
+                     f"{_UNKNOWN_FIX[kind]}.")
+    return notes
+
+
 def benchmark_note(dataset: str, style: str, where: str = "val") -> str:
     """A table's first note: our benchmark and the paper's it is set beside (on ``where``)."""
     ours, paper = benchmark_name(dataset, style), paper_dataset(dataset, style)
@@ -396,7 +428,8 @@ def build_reports(records: pd.DataFrame, out_dir: str | Path | None = None,
     """Regenerate every registered report (or ``names``) from ``records``; write the index.
 
     Returns the written paths, ``README.md`` last. A pure function of ``records``: the same
-    records give byte-identical files.
+    records give byte-identical files. Records whose key the library does not know
+    (``unknown_notes``) are named in a ``RecordWarning`` and in the index.
     """
     unknown = sorted(set(names or ()) - set(REPORT_BUILDERS))
     if unknown:
@@ -404,10 +437,13 @@ def build_reports(records: pd.DataFrame, out_dir: str | Path | None = None,
     out = _out_dir(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     runs = with_scale(records)  # the scale from every record: a stage's is found for any table
+    notes = unknown_notes(runs)
+    for note in notes:
+        warnings.warn(note, RecordWarning, stacklevel=2)
     written: list[Path] = []
     for name in names or REPORT_BUILDERS:
         written += REPORT_BUILDERS[name](runs, out)
-    return [*written, write_index(written, out)]
+    return [*written, write_index(written, out, notes)]
 
 
 def _title_of(markdown: Path) -> str:
@@ -415,12 +451,16 @@ def _title_of(markdown: Path) -> str:
     return first.removeprefix("# ").strip()
 
 
-def write_index(written: Sequence[Path], out_dir: Path) -> Path:
-    """``<out_dir>/README.md``: a list of the generated tables and figures, linked."""
+def write_index(written: Sequence[Path], out_dir: Path, unknown: Sequence[str] = ()) -> Path:
+    """``<out_dir>/README.md``: a list of the generated tables and figures, linked, after the
+    notes ``unknown`` (``unknown_notes``) on records the library does not know."""
     lines = ["# Reports", "",
              "Generated by `refseg_lib.reports.build_reports` from the run records in `runs/`:",
              "do not edit by hand, regenerate. Tables named `NN_*` are written by notebook NN",
              "itself and are not listed here.", ""]
+    if unknown:
+        lines += ["Records the library does not know (the catalogue `runs_*` lists them, with a "
+                  "note):", "", *(f"- {note}" for note in unknown), ""]
     tables = sorted(p for p in written if p.suffix == ".md")
     figures = sorted(p for p in written if p.suffix == ".png")
     if not tables and not figures:
@@ -433,9 +473,7 @@ def write_index(written: Sequence[Path], out_dir: Path) -> Path:
     if figures:
         lines += ["", "Figures:", ""]
         lines += [f"- [{p.stem}]({p.relative_to(out_dir).as_posix()})" for p in figures]
-    path = out_dir / "README.md"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8", newline="\n")
-    return path
+    return atomic_write_text(out_dir / "README.md", "\n".join(lines) + "\n")
 
 
 def write_model_tables(records: pd.DataFrame, out_dir: Path, prefix: str, models: list[str],
