@@ -141,7 +141,8 @@ def execute_in_place(selection: list[str] | None, timeout: int) -> None:
         nb = nbformat.read(notebook, as_version=4)
         NotebookClient(nb, timeout=timeout, kernel_name="python3",
                        resources={"metadata": {"path": str(notebook.parent)}}).execute()
-        nbformat.write(nb, notebook)
+        text = nbformat.writes(nb)
+        atomic_write_text(notebook, text if text.endswith("\n") else text + "\n")
         print(f"{notebook.name}: executed in {time.perf_counter() - start:.0f} s", flush=True)
 
 
@@ -181,6 +182,18 @@ def _check_run(args: argparse.Namespace, splits: list[str]) -> tuple[str, dict]:
     if twice:
         raise SettingError(f"--eval-splits lists {', '.join(twice)} more than once: list each "
                            "split once")
+    refer = [option for option, value in (("--split-by", args.split_by),
+                                          ("--image-root", args.image_root),
+                                          ("--data-root", args.data_root)) if value is not None]
+    if args.dataset == "shapes" and refer:
+        raise SettingError(f"{' and '.join(refer)} set where a REFER dataset is read, but "
+                           "--dataset is shapes (ShapeRef, generated: no files): add --dataset "
+                           f"refcoco (or refcoco+, refcocog, refclef), or leave {refer[0]} out")
+    if args.dataset != "shapes" and args.style is not None:
+        raise SettingError(f"--style {args.style} sets ShapeRef's expression style, but "
+                           f"--dataset is {args.dataset}: leave --style out (a REFER dataset's "
+                           "variant is its split scheme, --split-by)")
+    args.style = args.style or "refshape"
     if args.task is not None and args.model != "ris":
         raise SettingError(f"--task {args.task} trains recurrent instance segmentation: use "
                            f"--model ris (not {args.model}), or leave --task out")
@@ -293,7 +306,8 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="""JSON object of model settings, e.g. '{"dropout": 0.2}'""")
     parser.add_argument("--dataset", default="shapes",
                         choices=("shapes", "refcoco", "refcoco+", "refcocog", "refclef"))
-    parser.add_argument("--style", default="refshape", help="ShapeRef expression style")
+    parser.add_argument("--style", default=None, help="ShapeRef expression style: refshape "
+                        "(default), refshape+, refshape-g")
     parser.add_argument("--profile", choices=("quick", "paper"), default="quick")
     parser.add_argument("--eval-splits", nargs="+", default=["val"])
     parser.add_argument("--seed", type=lambda text: _count(text, 0), default=0)

@@ -320,7 +320,7 @@ SHOWN_MODELS = {**LEADERBOARD, "RIS": LEADERBOARD_RIS}
 def saved_model_path(model: str, variant: str, style: str = "refshape",
                      profile: str = "quick") -> Path:
     """Where ``make reproduce`` keeps a system's trained model beside its saved results."""
-    name = "__".join([model, safe_part(variant), safe_part(style), profile])
+    name = "__".join(safe_part(part) for part in (model, variant, style, profile))
     return reports_dir() / "models" / f"{name}.pt"
 
 

@@ -91,9 +91,17 @@ def test_the_parser_refuses_counts_below_one_and_unknown_models(argv, message, f
     (["--task", "all"],
      "error: --task all trains recurrent instance segmentation: use --model ris (not mcn), or "
      "leave --task out"),
+    (["--split-by", "unc"],
+     "error: --split-by set where a REFER dataset is read, but --dataset is shapes (ShapeRef, "
+     "generated: no files): add --dataset refcoco (or refcoco+, refcocog, refclef), or leave "
+     "--split-by out"),
+    (["--dataset", "refcoco", "--style", "refshape+"],
+     "error: --style refshape+ sets ShapeRef's expression style, but --dataset is refcoco: leave "
+     "--style out (a REFER dataset's variant is its split scheme, --split-by)"),
 ], ids=["config not JSON", "config misspelled key", "config bad value", "config not an object",
         "config sets vocab_size", "variant escapes", "variant hidden", "unknown split",
-        "split twice", "unknown style", "init-from missing", "task without ris"])
+        "split twice", "unknown style", "init-from missing", "task without ris",
+        "split-by on shapes", "style on refcoco"])
 def test_train_checks_every_setting_before_any_work(argv, message, folders, capsys, monkeypatch):
     monkeypatch.setattr(experiments, "fit", no_training)
     monkeypatch.setattr(experiments, "load_split", no_training)
