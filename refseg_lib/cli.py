@@ -226,8 +226,7 @@ def train(args: argparse.Namespace) -> None:
 def evaluate_checkpoint(args: argparse.Namespace) -> None:
     from refseg_lib.data import Collate, Vocabulary
     from refseg_lib.engine import evaluate, load_checkpoint, load_model_weights
-    from refseg_lib.experiments import checkpoint_path, get_profile, load_split
-    from refseg_lib.models import build_model, model_takes
+    from refseg_lib.experiments import build_for, checkpoint_path, get_profile, load_split
 
     style, given = _check_run(args, args.eval_splits)
     path = Path(args.checkpoint) if args.checkpoint else checkpoint_path(
@@ -236,7 +235,8 @@ def evaluate_checkpoint(args: argparse.Namespace) -> None:
     if not path.is_file() or not vocab_file.is_file():
         sys.exit(f"no trained checkpoint at {path} (or its vocabulary {vocab_file.name}): "
                  "train first with `python -m refseg_lib train ...`")
-    settings = load_checkpoint(path).get("settings") or {}  # the run's own model and config
+    checkpoint = load_checkpoint(path)
+    settings = checkpoint.get("settings") or {}  # the run's own model and config
     if settings and settings["model"] != args.model:
         raise SettingError(f"{path} is a checkpoint of {settings['model']}, not "
                            f"{args.model}: use --model {settings['model']}")
@@ -246,10 +246,8 @@ def evaluate_checkpoint(args: argparse.Namespace) -> None:
                            f"not '{json.dumps(given)}': leave --model-config out (the "
                            "checkpoint's own is used)")
     vocabulary = Vocabulary.from_state_dict(json.loads(vocab_file.read_text()))
-    words = {"words": tuple(vocabulary.itos)} if model_takes(args.model, "words") else {}
-    model = build_model(args.model, profile=args.profile, vocab_size=len(vocabulary), **words,
-                        **config)
-    load_model_weights(model, path)
+    model = build_for(args.model, args.profile, vocabulary, config)
+    load_model_weights(model, path, checkpoint)
     profile = get_profile(args.profile)
     for split in args.eval_splits:
         data = load_split(args.dataset, split, profile, style=args.style,

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from matplotlib.figure import Figure
 from PIL import Image
 from torch import nn
@@ -30,7 +29,7 @@ from refseg_lib.data import Vocabulary, build_dataset
 from refseg_lib.data.text import MAX_LENGTH, ignored_characters, pad_sequences, tokenize
 from refseg_lib.data.types import Sample
 from refseg_lib.engine import predict
-from refseg_lib.experiments import LEADERBOARD, LEADERBOARD_RIS
+from refseg_lib.experiments import LEADERBOARD, LEADERBOARD_RIS, build_for
 from refseg_lib.metrics import PRIMARY_THRESHOLD
 from refseg_lib.paths import atomic_write, reports_dir
 from refseg_lib.records import safe_part
@@ -101,7 +100,7 @@ def segment(trained: TrainedModel, image, sentence: str) -> Segmentation:
     limit = MAX_LENGTH["shapes"]
     vocabulary = trained.vocabulary
     tokens, lengths = pad_sequences([vocabulary.encode(sentence, limit)])
-    probabilities = _predict(trained.net, pixels, tokens, lengths, notes)  # (H, W)
+    probabilities = predict(trained.net, pixels[None], tokens, lengths)[0]  # (H, W)
     read = words[:limit]
     return Segmentation(sentence, read, [w for w in read if w not in vocabulary],
                         vocabulary.itos[2:], probabilities, probabilities > PRIMARY_THRESHOLD,
@@ -117,27 +116,6 @@ def _not_a_sentence(sentence) -> str:
     hint = ('join its words first, e.g. " ".join(words)' if isinstance(sentence, (list, tuple))
             else "pass the words as one string, e.g. 'the red star on the left'")
     return f"the expression must be a str, got {kind}: {hint}"
-
-
-def _predict(net: nn.Module, image: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor,
-             notes: list[str]) -> torch.Tensor:
-    """``predict`` on one image (H, W). A model that fails on the image's size (DMN's skip
-    connections need sides that halve evenly down to its deepest map) reads it resized to
-    sides that are multiples of 32, and its probabilities are resized back; ``notes`` says so."""
-    try:
-        return predict(net, image[None], tokens, lengths)[0]
-    except RuntimeError:
-        height, width = image.shape[-2:]
-        size = [max(32, round(side / 32) * 32) for side in (height, width)]
-        if size == [height, width]:
-            raise
-    resized = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False,
-                            antialias=True).clamp(0, 1)
-    probabilities = predict(net, resized, tokens, lengths)
-    notes.append(f"the model fails on a {height}x{width} image: it read the image resized to "
-                 f"{size[0]}x{size[1]} (sides multiples of 32) and its mask was resized back")
-    return F.interpolate(probabilities[None], size=(height, width), mode="bilinear",
-                         align_corners=False)[0, 0]
 
 
 #: Element types ``torch.from_numpy`` takes as they are; any other numeric array is read as
@@ -370,7 +348,7 @@ def load_trained(model: str, variant: str, *, style: str = "refshape", profile: 
         if not isinstance(payload, dict) or payload.get("format") != SAVED_MODEL_FORMAT:
             raise ValueError(f"{saved} is not a saved model of this course")
         vocabulary = Vocabulary.from_state_dict(payload["vocabulary"])
-        net = _build(model, profile, vocabulary, payload["config"])
+        net = build_for(model, profile, vocabulary, payload["config"])
         net.load_state_dict(payload["weights"])
         evaluation, scores = payload["evaluation"], payload["scores"]
     else:
@@ -380,21 +358,13 @@ def load_trained(model: str, variant: str, *, style: str = "refshape", profile: 
             raise FileNotFoundError(_not_trained(model, variant, style, profile, saved))
         record = _saved_record(model, variant, style, profile, required=False)
         vocabulary = Vocabulary.from_state_dict(json.loads(vocab_path.read_text()))
-        net = _build(model, profile, vocabulary, record["config"].get("model") or {})
+        net = build_for(model, profile, vocabulary, record["config"].get("model") or {})
         load_model_weights(net, path)
         evaluation = record["config"].get("evaluation") or {}
         scores = {k: float(v) for k, v in record["metrics"].items() if k == "overall_iou"}
     for attribute, value in evaluation.items():  # e.g. MCN's postprocess="asnls"
         setattr(net, attribute, value)
     return TrainedModel(name or f"{model} {variant}", net.eval(), vocabulary, scores)
-
-
-def _build(model: str, profile: str, vocabulary: Vocabulary, config: Mapping) -> nn.Module:
-    from refseg_lib.models import build_model
-    from refseg_lib.models.registry import model_takes
-
-    words = {"words": tuple(vocabulary.itos)} if model_takes(model, "words") else {}
-    return build_model(model, profile=profile, vocab_size=len(vocabulary), **words, **config)
 
 
 def _saved_record(model: str, variant: str, style: str, profile: str, *,

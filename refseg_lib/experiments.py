@@ -45,6 +45,7 @@ from refseg_lib.models.registry import list_models, model_settings, model_takes
 from refseg_lib.paths import atomic_write_text, checkpoints_dir
 from refseg_lib.postprocess import MCN_THRESHOLD
 from refseg_lib.records import (
+    NAME_CHARACTERS,
     RunRecord,
     count_parameters,
     hardware_info,
@@ -191,9 +192,9 @@ class SettingError(ValueError):
     cannot be used; the message says what to do."""
 
 
-# A run's name becomes part of file names: letters, digits and ``. _ + -``, not starting with a
-# dot (``check_name``); ``records.safe_part`` cleans any other name the same way.
-NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]*")
+# A run's name becomes part of file names: the characters ``records.safe_part`` keeps, not
+# starting with a dot (``check_name``).
+NAME = re.compile(f"(?!\\.)[{NAME_CHARACTERS}]+")
 
 
 def check_name(value: str, option: str = "variant=") -> str:
@@ -243,9 +244,8 @@ def check_model_config(model: str, config: Mapping | None, profile: str = "quick
         raise SettingError(f"{option} sets {' and '.join(reserved)}, which the run sets "
                            "itself (from its vocabulary and profile): leave "
                            f"{'it' if len(reserved) == 1 else 'them'} out")
-    words = {"words": ("<pad>", "<unk>", "the")} if model_takes(model, "words") else {}
     try:
-        build_model(model, profile=profile, vocab_size=3, **words, **config)
+        build_for(model, profile, Vocabulary(["the"]), config)
     except (TypeError, ValueError, KeyError) as error:
         known = [k for k in model_settings(model) if k not in RUN_SET]
         hints = []
@@ -258,6 +258,13 @@ def check_model_config(model: str, config: Mapping | None, profile: str = "quick
                            f"{'; '.join(hints) or error}. {model}'s settings: "
                            f"{', '.join(known)}") from error
     return config
+
+
+def build_for(model: str, profile: str, vocabulary: Vocabulary, config: Mapping) -> nn.Module:
+    """The registered ``model`` with its settings ``config``, sized for ``vocabulary`` (and
+    given its words, for a model with a pretrained word encoder)."""
+    words = {"words": tuple(vocabulary.itos)} if model_takes(model, "words") else {}
+    return build_model(model, profile=profile, vocab_size=len(vocabulary), **words, **config)
 
 
 def check_init_from(init_from: str | Path | None, option: str = "init_from=") -> Path | None:
@@ -340,9 +347,7 @@ def run_experiment(model: str, *, variant: str = "base", dataset: str = "shapes"
     vocabulary = Vocabulary.build(train_set.sentences)
     collate = Collate(vocabulary, dataset=dataset)
     seed_everything(seed)  # the initial weights depend on the seed alone, not on earlier draws
-    words = {"words": tuple(vocabulary.itos)} if model_takes(model, "words") else {}
-    net = build_model(model, profile=profile, vocab_size=len(vocabulary), **words,
-                      **model_config)
+    net = build_for(model, profile, vocabulary, model_config)
     if chosen.start_at_prior and getattr(net, "MASK_LOGIT_BIASES", ()):
         start_at_prior(net, foreground_share(train_set))
     initialised = [] if init_from is None else init_weights_from(net, init_from)

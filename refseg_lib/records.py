@@ -179,9 +179,13 @@ def unpack_mask(text: str) -> torch.Tensor:
     return torch.from_numpy(bits[: height * width].reshape(height, width).astype(bool))
 
 
+# The characters a key part keeps in a file name (``safe_part``; ``experiments.check_name``).
+NAME_CHARACTERS = "A-Za-z0-9._+-"
+
+
 def safe_part(part: str) -> str:
     """A file-name-safe version of a key part (letters, digits, ``. _ + -`` kept)."""
-    return re.sub(r"[^A-Za-z0-9._+-]", "-", str(part))
+    return re.sub(f"[^{NAME_CHARACTERS}]", "-", str(part))
 
 
 def _jsonable(value: Any) -> Any:

@@ -94,9 +94,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
-def load_model_weights(model: nn.Module, path: str | Path) -> dict[str, Any]:
-    """Load the weights of a ``fit`` checkpoint into ``model``; returns the checkpoint."""
-    checkpoint = load_checkpoint(path)
+def load_model_weights(model: nn.Module, path: str | Path,
+                       checkpoint: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Load the weights of a ``fit`` checkpoint into ``model``; returns the checkpoint
+    (``checkpoint``: the one ``load_checkpoint(path)`` already read)."""
+    checkpoint = load_checkpoint(path) if checkpoint is None else checkpoint
     try:
         model.load_state_dict(checkpoint["model"])
     except RuntimeError as error:

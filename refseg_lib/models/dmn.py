@@ -179,10 +179,16 @@ class DMN(nn.Module):
         return self.msru(M, lengths), responses  # eq. (10): R_N = mSRU({M_t})
 
     def upsampling_module(self, R: torch.Tensor, features: list[torch.Tensor]) -> torch.Tensor:
-        """Sec. 3.5: for n = N..1, R <- Conv3x3(Upsample_x2([R, I_n])); then a 1x1 conv."""
+        """Sec. 3.5: for n = N..1, R <- Conv3x3(Upsample_x2([R, I_n])); then a 1x1 conv. Where
+        an image side does not halve evenly (37 px: maps of 19, 10, 5, 3 px), R is resized to
+        I_n's size before they are joined."""
         for conv, n in zip(self.upsampling, range(self.config.num_scales, 0, -1), strict=True):
             if self.config.skip_connections:
-                R = torch.cat([R, features[self.levels[n - 1]]], dim=1)  # (B, C_R + C_n, h, w)
+                skip = features[self.levels[n - 1]]
+                if R.shape[-2:] != skip.shape[-2:]:
+                    R = F.interpolate(R, size=skip.shape[-2:], mode="bilinear",
+                                      align_corners=False)
+                R = torch.cat([R, skip], dim=1)  # (B, C_R + C_n, h, w)
             R = conv(F.interpolate(R, scale_factor=2, mode="bilinear", align_corners=False))
         return self.classifier(R)  # (B, 1, H, W)
 
